@@ -1,0 +1,42 @@
+"""``gptoss config show``."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gptoss_cli.cli._errors import boundary
+from gptoss_cli.cli._options import JsonOpt, output_for, settings_for
+from gptoss_cli.config import FIELDS, mask
+
+
+@boundary
+def show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Show every effective setting, where it came from (flag, env, file, default); secrets masked."""
+    out = output_for(ctx, json_out)
+    settings = settings_for(ctx)
+    rows = [
+        {
+            "key": spec.key,
+            "value": mask(settings[spec.key]),
+            "source": settings.source(spec.key),
+            "env": list(spec.env_names),
+            "secret": spec.secret,
+        }
+        for spec in FIELDS
+    ]
+    data = {"files": [str(p) for p in settings.files], "settings": rows}
+
+    def human(console: Console) -> None:
+        table = Table(title="effective settings")
+        for col in ("key", "value", "source"):
+            table.add_column(col)
+        for r in rows:
+            value = "" if r["value"] is None else str(r["value"])
+            table.add_row(r["key"], value, r["source"])
+        console.print(table)
+        files = ", ".join(data["files"]) or "none found"
+        console.print(f"config files: {files}")
+
+    out.result(data, human)

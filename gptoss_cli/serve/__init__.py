@@ -1,0 +1,1 @@
+"""The OpenAI-compatible inference server (imports torch/fastapi lazily)."""
