@@ -1,0 +1,1 @@
+complete --command gptoss --no-files --arguments "(env _GPTOSS_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) gptoss)" --condition "env _GPTOSS_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) gptoss"
