@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import re
-import time
 
 import pytest
 
@@ -183,9 +182,17 @@ def test_random_markup_never_leaks_and_never_raises(tok_name: str):
 
 
 def test_long_messages_parse_in_linear_time():
-    tok = ByteTokenizer()
+    """Work is measured, not timed: the ids handed to decode() must stay linear in the message length."""
+
+    class CountingTokenizer(ByteTokenizer):
+        decoded = 0
+
+        def decode(self, ids):
+            CountingTokenizer.decoded += len(ids)
+            return super().decode(ids)
+
+    tok = CountingTokenizer()
     ids = tok.encode("<|channel|>final<|message|>" + "word é " * 20000 + "<|return|>")
-    started = time.perf_counter()
     result = parse_completion(tok, ids)
     assert len(result.content) == 7 * 20000
-    assert time.perf_counter() - started < 5
+    assert CountingTokenizer.decoded < 20 * len(ids)
