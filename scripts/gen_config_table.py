@@ -13,18 +13,44 @@ from gptoss_cli.config import FIELDS  # noqa: E402
 START, END = "<!-- config-table:start -->", "<!-- config-table:end -->"
 
 
-def _flag(key: str) -> str:
-    name = key.split(".", 1)[-1].replace("_", "-")
-    return f"`--{name}`"
+SECTION_COMMANDS = {"fetch": "fetch", "verify": "verify", "audit": "audit", "serve": "serve", "dify": "dify-register"}
+
+
+def _command_params() -> dict[str, dict[str, list[str]]]:
+    """{command name: {parameter name: [option strings]}} read from the real Typer app."""
+    import typer.main
+
+    from gptoss_cli.cli import app
+
+    group = typer.main.get_command(app)
+    return {
+        name: {p.name: [o for o in (*p.opts, *getattr(p, "secondary_opts", ())) if o.startswith("-")]
+               for p in cmd.params}
+        for name, cmd in group.commands.items()
+    }
+
+
+def _flag(key: str, params: dict[str, dict[str, list[str]]]) -> str:
+    """The command and option that set ``key``, found by parameter name in the real app; "" when none does."""
+    if "." not in key:
+        return ""
+    section, suffix = key.split(".", 1)
+    command = SECTION_COMMANDS.get(section)
+    options = params.get(command or "", {})
+    for name in (suffix, f"{section}_{suffix}", suffix.rstrip("s")):
+        if options.get(name):
+            return f"`{command} " + " / ".join(options[name]) + "`"
+    return ""
 
 
 def table() -> str:
+    params = _command_params()
     rows = ["| file key | flag | environment | default | meaning |", "|---|---|---|---|---|"]
     for f in FIELDS:
         default = "" if f.default in (None, [], "") else f"`{f.default}`"
         env = ", ".join(f"`{e}`" for e in f.env_names)
         secret = " (secret: never printed)" if f.secret else ""
-        rows.append(f"| `{f.key}` | {_flag(f.key)} | {env} | {default} | {f.help}{secret} |")
+        rows.append(f"| `{f.key}` | {_flag(f.key, params)} | {env} | {default} | {f.help}{secret} |")
     return "\n".join(rows)
 
 
