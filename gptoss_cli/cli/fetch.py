@@ -1,0 +1,182 @@
+"""``gptoss fetch``: code (git) + weights (Hub / mirror / ModelScope / offline copy) + ``gptoss.lock.json``."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gptoss_cli.cli._errors import boundary
+from gptoss_cli.cli._options import DestOpt, JsonOpt, output_for, settings_for
+from gptoss_cli.cli._output import Output
+from gptoss_cli.cli.verify import human_size
+from gptoss_cli.config import Settings
+from gptoss_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from gptoss_cli.fetch import FetchOptions, FetchResult
+
+_Opt = typer.Option
+
+
+def _columns() -> list[Any]:
+    """Bytes, speed and ETA for the weights bar; object counts for git's stages."""
+    from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, ProgressColumn, TextColumn,
+                               TimeRemainingColumn, TransferSpeedColumn)
+    from rich.text import Text
+
+    class ByUnit(ProgressColumn):
+        def __init__(self, for_bytes: ProgressColumn, for_counts: Optional[ProgressColumn]) -> None:
+            super().__init__()
+            self.for_bytes, self.for_counts = for_bytes, for_counts
+
+        def render(self, task: Any) -> Any:
+            if task.fields.get("unit") == "bytes":
+                return self.for_bytes.render(task)
+            return self.for_counts.render(task) if self.for_counts else Text("")
+
+    return [TextColumn("{task.description}"), BarColumn(), ByUnit(DownloadColumn(), MofNCompleteColumn()),
+            ByUnit(TransferSpeedColumn(), None), ByUnit(TimeRemainingColumn(), None)]
+
+
+@contextlib.contextmanager
+def fetch_progress(out: Output) -> Iterator[tuple[Callable[[int, int], None], Callable[[str, int, Optional[int]], None]]]:
+    """One rich display on stderr: a bytes bar for the weights and one bar per git stage (receiving, ...)."""
+    from rich.progress import Progress
+
+    enabled = out.err.is_terminal and not out.json_mode
+    progress = Progress(*_columns(), console=out.err, transient=True, disable=not enabled)
+    tasks: dict[str, Any] = {}
+
+    def on_bytes(done: int, total: int) -> None:
+        if "weights" not in tasks:
+            tasks["weights"] = progress.add_task("weights", total=total, unit="bytes")
+        progress.update(tasks["weights"], completed=done, total=total)
+
+    def on_git(stage: str, current: int, maximum: Optional[int]) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(f"git {stage}", total=maximum, unit="objects")
+        progress.update(tasks[stage], completed=current, total=maximum)
+
+    with progress:
+        yield on_bytes, on_git
+
+
+def build_options(settings: Settings, *, no_code: bool, no_weights: bool, dry_run: bool,
+                  from_dir: Optional[Path]) -> "FetchOptions":
+    """Settings (flag > env > file > default) → core options; with --lock, unspecified pins come from the lock."""
+    from gptoss_cli.fetch import CodeSpec, FetchOptions, WeightsSpec, apply_lock_defaults
+    from gptoss_cli.fetch import modelscope as ms
+    from gptoss_cli.lockfile import read_lock
+
+    source = settings["fetch.source"]
+    if source not in ("hf", "modelscope"):
+        raise UsageError(f"--source must be hf or modelscope, not {source!r}")
+    given = {k: settings.source(k) != "default" for k in ("fetch.model", "fetch.revision", "fetch.repo_url",
+                                                         "fetch.ref", "fetch.endpoint")}
+    repo_id, revision, endpoint = settings["fetch.model"], settings["fetch.revision"], settings["fetch.endpoint"]
+    if source == "modelscope":
+        repo_id = repo_id if given["fetch.model"] else ms.DEFAULT_MODEL
+        revision = revision if given["fetch.revision"] else ms.DEFAULT_REVISION
+        endpoint = endpoint if settings.source("fetch.endpoint") == "flag" else settings["fetch.modelscope_endpoint"]
+        endpoint = ms.normalize_endpoint(endpoint)
+    token = settings.get("fetch.token")
+    if source == "modelscope" and settings.source("fetch.token") != "flag":
+        token = None  # HF_TOKEN belongs to the Hub: never hand it to ModelScope unless --token says so
+    code = None if no_code else CodeSpec(settings["fetch.repo_url"], settings.get("fetch.ref"),
+                                         settings.get("fetch.git_mirror"))
+    weights = None if no_weights else WeightsSpec(
+        source=source, repo_id=repo_id, revision=revision, endpoint=endpoint.rstrip("/"),
+        token=token, include=tuple(settings["fetch.include"] or ()),
+        exclude=tuple(settings["fetch.exclude"] or ()), allow_pickle=bool(settings["fetch.allow_pickle"]))
+    pinned = read_lock(settings["fetch.lock"]) if settings.get("fetch.lock") else None
+    if pinned is not None:
+        code, weights = apply_lock_defaults(code, weights, pinned, url_given=given["fetch.repo_url"],
+                                            ref_given=given["fetch.ref"], model_given=given["fetch.model"],
+                                            revision_given=given["fetch.revision"])
+    return FetchOptions(dest=Path(settings["fetch.dest"]), code=code, weights=weights, pinned=pinned,
+                        from_dir=from_dir, jobs=settings["fetch.jobs"], dry_run=dry_run)
+
+
+def render(result: "FetchResult", console: Console) -> None:
+    model = result.model
+    if model is not None:
+        title = f"{model.repo_id}@{model.commit[:12]} from {model.endpoint} (hashes: {model.trust})"
+        table = Table(title=("dry run: " if result.dry_run else "") + title)
+        for col in ("file", "size", "action", "hash source"):
+            table.add_column(col)
+        for f in model.files:
+            table.add_row(f.path, human_size(f.size), f.action, f.hash_source)
+        console.print(table)
+        console.print(f"total {human_size(model.total_bytes)} in {len(model.files)} files"
+                      + (f", {human_size(model.transferred_bytes)} transferred" if not result.dry_run else ""))
+    if result.space is not None and result.dry_run:
+        verdict = "ok" if result.space.enough else "NOT ENOUGH"
+        console.print(f"disk: need {human_size(result.space.needed)}, {human_size(result.space.free)} free "
+                      f"at {result.space.path} ({verdict})")
+    if result.code is not None:
+        console.print(f"code: {result.code.url} @ {result.code.commit} ({result.code.action}) → {result.code.path}")
+    elif result.code_plan is not None:
+        plan = result.code_plan
+        console.print(f"code: would clone {plan['url']} at {plan['ref'] or 'default branch'} via {plan['via']}")
+    if result.lock_path is not None:
+        console.print(f"lock: {result.lock_path}")
+
+
+@boundary
+def fetch(
+    ctx: typer.Context,
+    repo_url: Annotated[Optional[str], _Opt("--repo-url", help="Git URL of the code (default: "
+                                            "https://github.com/openai/gpt-oss).", show_default=False)] = None,
+    ref: Annotated[Optional[str], _Opt("--ref", help="Branch, tag or commit of the code (a full SHA is verified).")
+                   ] = None,
+    git_mirror: Annotated[Optional[str], _Opt("--git-mirror", help="Replaces https://github.com/ for git, e.g. "
+                                              "https://ghfast.top/https://github.com/ or https://kkgithub.com/.")
+                          ] = None,
+    model: Annotated[Optional[str], _Opt("--model", help="Model repo id (default: openai/gpt-oss-20b; "
+                                         "openai-mirror/gpt-oss-20b with --source modelscope).")] = None,
+    revision: Annotated[Optional[str], _Opt("--revision", help="Model branch, tag or commit (default: main; "
+                                            "master with --source modelscope).")] = None,
+    endpoint: Annotated[Optional[str], _Opt("--endpoint", help="HF-compatible endpoint or mirror (HF_ENDPOINT), "
+                                            "or the ModelScope endpoint with --source modelscope.")] = None,
+    source: Annotated[Optional[str], _Opt("--source", help="Weights from hf (Hub or mirror) or modelscope.")] = None,
+    include: Annotated[Optional[list[str]], _Opt("--include", help="Glob of files to fetch (repeatable). "
+                                                 "(default: top-level *.json, *.safetensors, tokenizer*, "
+                                                 "chat_template.jinja).")] = None,
+    exclude: Annotated[Optional[list[str]], _Opt("--exclude", help="Glob of files to skip (repeatable).")] = None,
+    dest: DestOpt = None,
+    lock: Annotated[Optional[Path], _Opt("--lock", help="A pinned lock: hashes (and default commits) to enforce; "
+                                         "the endpoint must agree with it.")] = None,
+    token: Annotated[Optional[str], _Opt("--token", help="Hub token (HF_TOKEN); sent only to the endpoint's "
+                                         "origin, never printed.", show_default=False)] = None,
+    jobs: Annotated[Optional[int], _Opt("--jobs", "-j", min=1, help="Parallel file downloads (default: 8).")] = None,
+    dry_run: Annotated[bool, _Opt("--dry-run", help="List files, sizes and total; write nothing.")] = False,
+    no_code: Annotated[bool, _Opt("--no-code", help="Skip the git checkout.")] = False,
+    no_weights: Annotated[bool, _Opt("--no-weights", help="Skip the model weights.")] = False,
+    from_dir: Annotated[Optional[Path], _Opt("--from-dir", help="Import an offline copy (a gptoss DEST or a folder "
+                                             "of model files + --lock) by hard link or copy, hash-checked.")] = None,
+    allow_pickle: Annotated[bool, _Opt("--allow-pickle", help="Allow .bin/.pt/.pth/.pkl weights (they can run "
+                                       "code when loaded).")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Fetch the gpt-oss code and weights (resumable, sha256-checked) and write DEST/gptoss.lock.json."""
+    from gptoss_cli.fetch import Hooks
+    from gptoss_cli.fetch import fetch as run_fetch
+
+    out = output_for(ctx, json_out)
+    if no_code and no_weights:
+        raise UsageError("--no-code and --no-weights together leave nothing to fetch")
+    settings = settings_for(ctx, {
+        "fetch.repo_url": repo_url, "fetch.ref": ref, "fetch.git_mirror": git_mirror, "fetch.model": model,
+        "fetch.revision": revision, "fetch.endpoint": endpoint, "fetch.source": source, "fetch.include": include,
+        "fetch.exclude": exclude, "fetch.dest": dest, "fetch.lock": lock, "fetch.token": token, "fetch.jobs": jobs,
+        "fetch.allow_pickle": True if allow_pickle else None,
+    })
+    options = build_options(settings, no_code=no_code, no_weights=no_weights, dry_run=dry_run, from_dir=from_dir)
+    with fetch_progress(out) as (on_bytes, on_git):
+        result = run_fetch(options, Hooks(log=lambda m: out.info(f"gptoss: {m}"), progress=on_bytes, git=on_git))
+    out.result(result, lambda console: render(result, console))

@@ -1,0 +1,290 @@
+"""Resumable, hash-while-streaming, parallel file downloads into the model folder.
+
+Each file streams into ``DEST/.gptoss-partial/<id>.part``. The part's name carries the expected hash, so a part is
+only ever resumed for the same content. A later run (even after ``kill -9``) hashes the bytes already in the part
+once, then asks for the rest with ``Range: bytes=N-``; a server that answers 200 instead of 206 gets a clean
+restart from byte 0. SHA-256 (and the git blob id, when that is the expected hash) is computed from the byte stream
+itself, so there is no second read pass. A finished part whose hash differs is deleted and downloaded once more;
+a second mismatch is an IntegrityError naming file, expected and actual hash. Only then is the part renamed into
+place, so a file in ``model/`` is always complete and checked.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Optional
+
+import httpx
+
+from gptoss_cli.errors import GptossError, IntegrityError, NetworkError
+from gptoss_cli.fetch.http import Requester, RetryableError, http_error
+from gptoss_cli.fetch.select import safe_target
+from gptoss_cli.lockfile import LockedFile
+from gptoss_cli.verify import READ_SIZE, ByteCounter, git_blob_sha1, hash_file
+
+WRITE_BUFFER = 1024 * 1024  # at most this much is lost (and fetched again) when the process is killed
+PARTIAL_DIRNAME = ".gptoss-partial"
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    """A file to place in the model folder and the hash it must have (``sha256`` or, failing that, ``git_oid``)."""
+
+    path: str
+    size: int
+    sha256: Optional[str]
+    git_oid: Optional[str]
+    hash_source: str
+    url: str
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What happened to one file: downloaded, resumed, present (already there and matching), linked, copied."""
+
+    path: str
+    size: int
+    sha256: Optional[str]  # None only in a --dry-run plan for a file checked by git blob id
+    hash_source: str
+    action: str
+    transferred: int = 0
+
+
+class Cancelled(Exception):
+    """Another download failed or the user pressed Ctrl-C: stop streaming, keep the part for next time."""
+
+
+class _State:
+    def __init__(self, pf: PlannedFile) -> None:
+        self.pf = pf
+        self.transferred = 0  # bytes received over the network in this run
+        self.reset()
+
+    def reset(self) -> None:
+        self.offset = 0
+        self.sha = hashlib.sha256()
+        self.git = git_blob_sha1(self.pf.size) if self.pf.sha256 is None else None
+        self.overflow = False
+
+    def update(self, chunk: bytes | memoryview) -> None:
+        self.sha.update(chunk)
+        if self.git is not None:
+            self.git.update(chunk)
+        self.offset += len(chunk)
+
+
+def part_name(pf: PlannedFile) -> str:
+    expected = (pf.sha256 or pf.git_oid or "nohash")[:16]
+    return f"{hashlib.sha256(pf.path.encode()).hexdigest()[:16]}-{expected}.part"
+
+
+def hash_matches(pf: PlannedFile, sha256: str, git_oid: Optional[str]) -> bool:
+    if pf.sha256 is not None:
+        return sha256 == pf.sha256
+    return git_oid is not None and git_oid == pf.git_oid
+
+
+class Downloader:
+    """Downloads planned files into ``model_dir``; one instance per fetch, shared by the worker threads."""
+
+    def __init__(
+        self,
+        requester: Requester,
+        model_dir: Path,
+        partial_dir: Path,
+        *,
+        counter: Optional[ByteCounter] = None,
+        trusted: Optional[Mapping[str, LockedFile]] = None,
+        log: Callable[[str], None] = lambda _m: None,
+        retries: int = 5,
+        retry_wait: float = 0.5,
+    ) -> None:
+        self.requester = requester
+        self.model_dir = model_dir
+        self.partial_dir = partial_dir
+        self.counter = counter or ByteCounter(0)
+        self.trusted = dict(trusted or {})
+        self.log = log
+        self.retries = retries
+        self.retry_wait = retry_wait
+        self.cancel = threading.Event()
+
+    # -- the pool ------------------------------------------------------------------------------------------------
+
+    def run(self, files: list[PlannedFile], jobs: int) -> list[FileOutcome]:
+        """Download ``files`` with ``jobs`` threads, biggest first; the first failure stops the others."""
+        order = sorted(files, key=lambda f: (-f.size, f.path))
+        results: list[FileOutcome] = []
+        errors: list[BaseException] = []
+        with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(order) or 1)),
+                                thread_name_prefix="gptoss-fetch") as pool:
+            futures = [pool.submit(self.one, pf) for pf in order]
+            try:
+                for fut in as_completed(futures):
+                    exc = fut.exception()
+                    if exc is None:
+                        results.append(fut.result())
+                    elif not isinstance(exc, Cancelled):
+                        self.cancel.set()
+                        errors.append(exc)
+            except BaseException:
+                self.cancel.set()
+                raise
+        if errors:
+            raise next((e for e in errors if isinstance(e, GptossError)), errors[0])
+        return sorted(results, key=lambda r: r.path)
+
+    # -- one file ------------------------------------------------------------------------------------------------
+
+    def one(self, pf: PlannedFile) -> FileOutcome:
+        target = safe_target(self.model_dir, pf.path)
+        present = self._present(pf, target)
+        if present is not None:
+            return present
+        part = self.partial_dir / part_name(pf)
+        for attempt in (1, 2):
+            state, resumed = self._download(pf, part)
+            sha, git = state.sha.hexdigest(), (state.git.hexdigest() if state.git else None)
+            if state.offset == pf.size and not state.overflow and hash_matches(pf, sha, git):
+                self._place(part, target, pf)
+                action = "resumed" if resumed else "downloaded"
+                return FileOutcome(pf.path, pf.size, sha, pf.hash_source, action, state.transferred)
+            part.unlink(missing_ok=True)
+            self.counter.add(-state.offset)
+            if attempt == 1:
+                self.log(f"{pf.path}: downloaded bytes do not match the expected hash; deleted, retrying once")
+        expected, actual = (pf.sha256, sha) if pf.sha256 else (f"git blob {pf.git_oid}", f"git blob {git}")
+        if state.overflow:
+            actual = f"more than the {pf.size} bytes listed"
+        raise IntegrityError(
+            f"{pf.path}: hash mismatch after 2 downloads: expected {expected}, got {actual}",
+            hint="the endpoint serves different bytes than its metadata/lock says; try another mirror",
+        )
+
+    def _present(self, pf: PlannedFile, target: Path) -> Optional[FileOutcome]:
+        """An existing target that already matches (trusted from DEST's own lock, else hashed once)."""
+        try:
+            if not target.is_file() or target.stat().st_size != pf.size:
+                return None
+        except OSError:
+            return None
+        known = self.trusted.get(pf.path)
+        if known is not None and pf.sha256 is not None and known.size == pf.size and known.sha256 == pf.sha256:
+            self.counter.add(pf.size)  # DEST's own lock vouches for it: no re-read (gptoss verify re-reads)
+            return FileOutcome(pf.path, pf.size, known.sha256, pf.hash_source, "present")
+        sha, git, read = hash_file(target, on_bytes=self.counter.add, git_blob=pf.sha256 is None)
+        if read == pf.size and hash_matches(pf, sha, git):
+            return FileOutcome(pf.path, pf.size, sha, pf.hash_source, "present")
+        self.counter.add(-read)
+        self.log(f"{pf.path}: the existing file does not match the expected hash; downloading it again")
+        return None
+
+    def _prime(self, pf: PlannedFile, part: Path) -> _State:
+        """Start from an existing part: hash the bytes already there once (counted as progress)."""
+        state = _State(pf)
+        try:
+            have = part.stat().st_size
+        except FileNotFoundError:
+            return state
+        if have > pf.size:
+            part.unlink()
+            return state
+        view = memoryview(bytearray(READ_SIZE))
+        with open(part, "rb", buffering=0) as fh:
+            while state.offset < have:
+                n = fh.readinto(view[: min(len(view), have - state.offset)])
+                if not n:
+                    break
+                state.update(view[:n])
+                self.counter.add(n)
+        return state
+
+    def _download(self, pf: PlannedFile, part: Path) -> tuple[_State, bool]:
+        self.partial_dir.mkdir(parents=True, exist_ok=True)
+        state = self._prime(pf, part)
+        resumed = state.offset > 0
+        for attempt in range(self.retries + 1):
+            try:
+                self._stream(pf, part, state)
+                return state, resumed
+            except RetryableError as exc:
+                if attempt == self.retries:
+                    raise NetworkError(f"{pf.path}: giving up after {self.retries + 1} tries: {exc}",
+                                       hint="rerun the same command to resume from the partial file") from None
+                self.log(f"{pf.path}: {exc}; retrying from byte {state.offset}")
+                time.sleep(self.retry_wait * (2 ** attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _stream(self, pf: PlannedFile, part: Path, state: _State) -> None:
+        if state.offset >= pf.size:
+            return
+        headers = {"Range": f"bytes={state.offset}-"} if state.offset else {}
+        response = self.requester.open(pf.url, headers)
+        try:
+            if response.status_code == 416:
+                self._restart(pf, part, state, "the server refused the resume range")
+                raise RetryableError("HTTP 416 on resume")
+            if response.status_code not in (200, 206):
+                raise http_error(response.status_code, pf.url)
+            if state.offset and not _range_ok(response, state.offset):
+                self._restart(pf, part, state, "the server ignored the Range request")
+            mode = "ab" if state.offset else "wb"
+            with open(part, mode, buffering=WRITE_BUFFER) as fh:
+                try:
+                    for chunk in response.iter_raw():
+                        if self.cancel.is_set():
+                            raise Cancelled()
+                        if state.offset + len(chunk) > pf.size:
+                            state.overflow = True  # more bytes than listed: never a match
+                            break
+                        state.update(chunk)
+                        fh.write(chunk)
+                        state.transferred += len(chunk)
+                        self.counter.add(len(chunk))
+                except httpx.TransportError as exc:
+                    raise RetryableError(f"{type(exc).__name__} after byte {state.offset}") from None
+        finally:
+            response.close()
+        if state.offset < pf.size and not state.overflow:
+            raise RetryableError(f"connection closed at byte {state.offset} of {pf.size}")
+
+    def _restart(self, pf: PlannedFile, part: Path, state: _State, why: str) -> None:
+        self.log(f"{pf.path}: {why}; restarting it from byte 0")
+        self.counter.add(-state.offset)
+        part.unlink(missing_ok=True)
+        state.reset()
+
+    def _place(self, part: Path, target: Path, pf: PlannedFile) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        safe_target(self.model_dir, pf.path)  # re-check: folders created since may be symlinks
+        try:
+            os.replace(part, target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            tmp = target.with_name(f".{target.name}.gptoss-tmp")
+            shutil.copyfile(part, tmp)
+            os.replace(tmp, target)
+            part.unlink()
+
+
+def _range_ok(response: httpx.Response, offset: int) -> bool:
+    if response.status_code != 206:
+        return False
+    value = response.headers.get("content-range", "")
+    try:
+        start = int(value.split()[1].split("-")[0])
+    except (IndexError, ValueError):
+        return False
+    return start == offset
+
+
+__all__ = ["PARTIAL_DIRNAME", "Cancelled", "Downloader", "FileOutcome", "PlannedFile", "hash_matches", "part_name"]

@@ -1,0 +1,89 @@
+"""Which remote files to take, and whether their paths and formats are safe to write.
+
+* Default selection (no ``--include``): top-level ``*.json``, ``*.safetensors``, ``tokenizer*`` and
+  ``chat_template.jinja`` — what transformers needs to serve. ``original/`` and ``metal/`` (two more ~13 GB weight
+  copies in gpt-oss-20b) are left out because defaults never reach into sub-folders.
+* ``--include``/``--exclude`` are ``fnmatch`` globs on the full path, as in ``hf download`` (``*`` also matches
+  ``/``). Excludes always win.
+* Paths that are absolute, contain ``..``, ``.``, empty components or backslashes, or that would land outside the
+  model folder through a symlink, are refused.
+* Pickle-based weights (``.bin``, ``.pt``, ``.pth``, ``.pkl``, ...) can run code when loaded: refused unless
+  ``allow_pickle``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from gptoss_cli.errors import IntegrityError, UsageError
+from gptoss_cli.lockfile import check_relpath
+
+DEFAULT_INCLUDE = ("*.json", "*.safetensors", "tokenizer*", "chat_template.jinja")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+def matches(path: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(path, p) for p in patterns)
+
+
+def is_selected(path: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    """Whether ``path`` is taken: explicit includes match anywhere; the default set only at the top level."""
+    if exclude and matches(path, exclude):
+        return False
+    if include:
+        return matches(path, include)
+    return "/" not in path and matches(path, DEFAULT_INCLUDE)
+
+
+def check_safe_paths(paths: Iterable[str], what: str = "the endpoint") -> None:
+    """Refuse any unsafe relative path (IntegrityError, exit 3): a mirror must not choose where we write."""
+    for path in paths:
+        why = check_relpath(path)
+        if why:
+            raise IntegrityError(f"refusing file {path!r} listed by {what}: its path {why}",
+                                 hint="the mirror may be malicious or broken; nothing was written")
+
+
+def safe_target(root: Path, rel: str) -> Path:
+    """``root/rel`` after checking the string and that no existing symlink leads it outside ``root``."""
+    why = check_relpath(rel)
+    if why:
+        raise IntegrityError(f"refusing file {rel!r}: its path {why}")
+    target = root / rel
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(target)
+    if os.path.commonpath([real_root, real]) != real_root:
+        raise IntegrityError(f"refusing file {rel!r}: {target} resolves outside {root} (symlink)",
+                             hint="remove the symlink or choose another --dest")
+    return target
+
+
+def pickle_files(paths: Iterable[str]) -> list[str]:
+    return [p for p in paths if p.lower().endswith(PICKLE_SUFFIXES)]
+
+
+def refuse_pickle(paths: Iterable[str], allow_pickle: bool) -> None:
+    if allow_pickle:
+        return
+    found = pickle_files(paths)
+    if found:
+        shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        raise UsageError(
+            f"refusing pickle-based weight files ({shown}): loading them can run arbitrary code",
+            hint="narrow --include/--exclude to safetensors, or pass --allow-pickle if you trust them",
+        )
+
+
+__all__ = [
+    "DEFAULT_INCLUDE",
+    "PICKLE_SUFFIXES",
+    "check_safe_paths",
+    "is_selected",
+    "matches",
+    "pickle_files",
+    "refuse_pickle",
+    "safe_target",
+]
