@@ -179,6 +179,8 @@ class FakeDify:
     install_polls: int = 2
     setup_done: bool = True
     expire_tokens_after: int | None = None  # access token expires after this many authenticated uses
+    expired_message: str = "Token has expired."  # "Invalid Authorization token." once the cookie itself expired
+    csrf_on_login: bool = True  # False: login sets no csrf_token cookie (refresh still does)
     invalidate_csrf_after: int | None = None  # the csrf token stops verifying after this many uses
     other_models: tuple[tuple[str, str], ...] = ((OTHER_PROVIDER, "llama3"),)
     validate_timeout: float = 5.0
@@ -315,7 +317,8 @@ class FakeDify:
             raise err(401, "authentication_failed", "Invalid email or password.")
         self.failed[email] = 0
         if self.cookie_session:
-            raise Reply(200, {"result": "success"}, self._set_session_cookies())
+            cookies = self._set_session_cookies()
+            raise Reply(200, {"result": "success"}, cookies if self.csrf_on_login else cookies[:2])
         return {"result": "success", "data": self._bearer_tokens()}
 
     def _refresh(self, r: Seen) -> Any:
@@ -349,7 +352,7 @@ class FakeDify:
         if token not in self.tokens:
             raise err(401, "unauthorized", "Invalid token.")
         if self.expire_tokens_after is not None and self.tokens[token] >= self.expire_tokens_after:
-            raise err(401, "unauthorized", "Token has expired.")
+            raise err(401, "unauthorized", self.expired_message)
         if self.cookie_session:
             sent, jar = r.headers.get("x-csrf-token"), r.cookies.get(self._cookie("csrf_token"))
             if not sent or sent != jar or sent not in self.csrf:
@@ -432,14 +435,14 @@ class FakeDify:
         return list(self.creds.values())
 
     def state_changing(self) -> list[Seen]:
-        """Requests that reached a route which changes Dify's data."""
+        """Requests that reached a route which changes Dify's data (GET default-model can create a record)."""
         reads = {"/login", "/refresh-token", "/logout", "/workspaces/current",
                  "/workspaces/current/plugin/list/installations/ids",
                  "/workspaces/current/plugin/list/latest-versions"}
         out = []
         for r in self.requests:
             path = r.path[len("/console/api"):]
-            if r.method == "GET" or path in reads or path.endswith("/models/credentials/validate"):
+            if (r.method == "GET" and path != "/workspaces/current/default-model") or path in reads or path.endswith("/models/credentials/validate"):
                 continue
             out.append(r)
         return out

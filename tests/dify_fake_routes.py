@@ -226,7 +226,8 @@ def _default_model(f: FakeDify, r: Seen) -> Any:
                 return {"data": None}
             if rec is None:
                 rec = {"model_type": "text-generation", "provider": candidates[0][0], "model": candidates[0][1]}
-                f.defaults.append(rec)  # reading creates a properly typed record
+                f.defaults.append(rec)  # reading creates a properly typed record (a state change)
+                f.mutations += 1
             else:
                 rec.update(provider=candidates[0][0], model=candidates[0][1])
         return {"data": {"model": rec["model"], "model_type": "llm",

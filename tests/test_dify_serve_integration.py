@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from gptoss_cli.config import Secret
-from gptoss_cli.dify import DifyClient, RegisterOptions, register
+from gptoss_cli.dify import DifyClient, RegisterOptions, RegisterResult, register
 from tests.dify_fake import FakeDify
 
 READY_TIMEOUT = float(os.environ.get("GPTOSS_TEST_DEMO_TIMEOUT", "240"))
@@ -82,16 +82,21 @@ def _wait_ready(url: str, proc: subprocess.Popen) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("version", ["0.15.3", "1.13.3"])
+@pytest.mark.parametrize("version", ["0.15.3", "1.5.0", "1.9.1", "1.13.3"])
 def test_register_against_real_demo_server(demo_server: str, version: str) -> None:
-    with FakeDify(version=version, validate_timeout=120.0) as fake:
+    def once(**kw) -> RegisterResult:  # noqa: ANN003
         with httpx.Client(trust_env=False, timeout=120) as http:
-            result = register(DifyClient(http, fake.url),
-                              RegisterOptions(endpoint_url=demo_server, email=fake.email,
-                                              password=Secret(fake.password)))
+            return register(DifyClient(http, fake.url),
+                            RegisterOptions(endpoint_url=demo_server, email=fake.email,
+                                            password=Secret(fake.password), **kw))
+
+    with FakeDify(version=version, validate_timeout=120.0) as fake:
+        result = once()
         assert result.action == "created"
         assert result.preflight is not None and result.preflight.chat_ok
         assert fake.validation_calls and fake.validation_calls[-1]["url"] == demo_server + "/chat/completions"
+        assert once().action == "updated" and len(fake.records) == 1
+        assert once(unregister=True).action == "removed" and fake.records == {} and fake.creds == {}
 
 
 @pytest.fixture

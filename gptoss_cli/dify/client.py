@@ -101,10 +101,10 @@ class DifyClient:
         if resp.is_redirect:
             raise DifyError(f"{self.base_url} redirects to {resp.headers.get('location')}",
                             hint="pass the URL it redirects to as --dify-url")
-        if resp.status_code == 404 or not _is_json(resp):
+        data = _json_or_none(resp) if resp.status_code < 400 else None
+        if resp.status_code == 404 or not (header or isinstance(data, dict)):
             raise DifyError(f"{self.base_url} does not answer like a Dify console (GET {API_PREFIX}/setup "
                             f"gave HTTP {resp.status_code})", hint="pass the URL you open Dify with in a browser")
-        data = resp.json() if resp.status_code < 400 else {}
         step = str(data.get("step", "unknown")) if isinstance(data, dict) else "unknown"
         if version_override:
             version, source = version_override, "override"
@@ -148,13 +148,11 @@ class DifyClient:
                 raise DifyLoginError("Dify has locked this account after too many failed logins",
                                      hint="wait for LOGIN_LOCKOUT_DURATION (default 24 h) or reset it in Dify",
                                      status=429)
-            code = _code(data)
-            if resp.status_code in (400, 401) and code in ("authentication_failed", "email_or_password_mismatch",
-                                                          "invalid_param", "unauthorized"):
+            if resp.status_code in (400, 401):  # authentication_failed, email_or_password_mismatch, invalid_param
                 if i + 1 < len(encodings):
                     continue  # the documented 1.11.0/1.11.1 ambiguity: one base64 try, then one plain try
                 raise DifyLoginError(f"Dify rejected the email or password for {email}", hint=_LOCKOUT_HINT,
-                                     status=resp.status_code, code=code)
+                                     status=resp.status_code, code=_code(data))
             self._raise_for_status(resp)
             raise DifyLoginError(f"unexpected login answer HTTP {resp.status_code}")  # pragma: no cover
 
@@ -176,6 +174,8 @@ class DifyClient:
         """Cookie sessions need the csrf_token cookie, and Secure cookies never travel over plain http."""
         jar = list(self.http.cookies.jar)
         unusable = self.base_url.startswith("http://") and any(c.secure for c in jar)
+        if not unusable and self._csrf() is None:
+            self.refresh()  # rotates all three cookies; once, and never a second login
         if unusable or self._csrf() is None:
             self.session = "none"  # nothing can use this session, logging out included
         if unusable:
@@ -238,7 +238,7 @@ class DifyClient:
             self._record(method, path, json, params, sent=False, changes_state=True, status=None)
             return None
         resp = self._send(method, path, json=json, params=params, record=True, changes_state=changes_state)
-        if resp.status_code == 401 and self.session in ("bearer", "cookie") and _expired_or_csrf(resp):
+        if resp.status_code == 401 and self.session in ("bearer", "cookie") and _refreshable(resp):
             if self.refresh():
                 resp = self._send(method, path, json=json, params=params, record=True,
                                   changes_state=changes_state)
@@ -351,10 +351,6 @@ def _encode_password(password: str, encoding: str) -> str:
     return password
 
 
-def _is_json(resp: httpx.Response) -> bool:
-    return "json" in resp.headers.get("content-type", "")
-
-
 def _json_or_none(resp: httpx.Response) -> Any:
     if resp.status_code == 204 or not resp.content:
         return None
@@ -376,9 +372,9 @@ def _message(data: Any) -> str:
     return ""
 
 
-def _expired_or_csrf(resp: httpx.Response) -> bool:
-    text = _message(_json_or_none(resp)).lower()
-    return "expired" in text or "csrf" in text
+def _refreshable(resp: httpx.Response) -> bool:
+    """Any 401 but "not set up": an expired cookie is simply not sent, so Dify may say "Invalid … token"."""
+    return _code(_json_or_none(resp)) not in ("not_setup", "not_init_validated")
 
 
 __all__ = ["API_PREFIX", "DifyClient", "SetupState", "normalize_dify_url"]

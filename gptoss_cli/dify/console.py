@@ -25,7 +25,13 @@ def _models(provider: str) -> str:
 
 # -- plugin ----------------------------------------------------------------------------------------------------
 def plugin_installed(client: DifyClient) -> bool:
-    data = client.call("POST", f"{PLUGIN}/list/installations/ids", json={"plugin_ids": [PLUGIN_ID]}) or {}
+    """``POST list/installations/ids``; where that route is missing (404/405), the paged ``GET list``."""
+    try:
+        data = client.call("POST", f"{PLUGIN}/list/installations/ids", json={"plugin_ids": [PLUGIN_ID]}) or {}
+    except DifyError as exc:
+        if exc.status not in (404, 405):
+            raise
+        data = client.call("GET", f"{PLUGIN}/list", params={"page": 1, "page_size": 256}) or {}
     for p in data.get("plugins") or ():
         if p.get("plugin_id") == PLUGIN_ID or str(p.get("plugin_unique_identifier", "")).startswith(PLUGIN_ID + ":"):
             return True
@@ -180,12 +186,14 @@ def remove_model(client: DifyClient, provider: str, model: str, existing: Existi
 def set_default_model(client: DifyClient, provider: str, model: str) -> str | None:
     """GET → POST → GET (Dify's default-model quirk, §2.6); returns ``provider/model`` once verified."""
     path = "/workspaces/current/default-model"
-    client.call("GET", path, params={"model_type": "llm"})
-    client.call("POST", path, json={"model_settings": [{"model_type": "llm", "provider": provider,
-                                                         "model": model}]}, changes_state=True)
-    if client.dry_run:
+    body = {"model_settings": [{"model_type": "llm", "provider": provider, "model": model}]}
+    if client.dry_run:  # even the first GET can create a default record in Dify, so nothing is sent
+        client.planned("GET", path + "?model_type=llm")
+        client.call("POST", path, json=body, changes_state=True)
         client.planned("GET", path + "?model_type=llm")
         return None
+    client.call("GET", path, params={"model_type": "llm"})
+    client.call("POST", path, json=body, changes_state=True)
     data = (client.call("GET", path, params={"model_type": "llm"}) or {}).get("data") or {}
     got_provider = (data.get("provider") or {}).get("provider")
     if data.get("model") != model or got_provider != provider:

@@ -77,7 +77,7 @@ class Desired:
     """What gptoss wants Dify to store (before the schema filter)."""
 
     endpoint_url: str
-    api_key: str  # "" when the server has no key (clears an old one on update)
+    api_key: str  # "" when the server has no key: the field is then not sent (Dify replaces stored values)
     context_size: int
     max_tokens: int
     show_reasoning: bool = True
@@ -86,7 +86,6 @@ class Desired:
     def values(self) -> dict[str, str]:
         out = {
             "endpoint_url": self.endpoint_url,
-            "api_key": self.api_key,
             "mode": "chat",
             "context_size": str(self.context_size),
             "max_tokens_to_sample": str(self.max_tokens),
@@ -96,6 +95,8 @@ class Desired:
             "structured_output_support": "supported",
             "stream_mode_delimiter": DELIMITER,
         }
+        if self.api_key:
+            out["api_key"] = self.api_key
         if self.endpoint_model_name:
             out["endpoint_model_name"] = self.endpoint_model_name
         return out
@@ -110,7 +111,7 @@ class CredentialForm:
 def _shown(field: Mapping[str, Any], values: Mapping[str, str], model_type: str) -> bool:
     context = {**values, "__model_type": model_type}
     for cond in field.get("show_on") or ():
-        if context.get(str(cond.get("variable"))) != cond.get("value"):
+        if isinstance(cond, Mapping) and context.get(str(cond.get("variable"))) != cond.get("value"):
             return False
     return True
 
@@ -133,15 +134,12 @@ def build_credentials(schema: Mapping[str, Any] | None, desired: Desired, *, req
         if not _shown(field, wanted, model_type):
             continue
         value = wanted.get(name)
-        options = [str(o.get("value")) for o in field.get("options") or () if isinstance(o, Mapping)]
+        options = [str(o.get("value") if isinstance(o, Mapping) else o) for o in field.get("options") or ()]
         if value is not None and field.get("type") in ("select", "radio") and options and value not in options:
             dropped.append(name)
             value = None
         required = bool(field.get("required", required_default))
         if value is None or value == "":
-            if name == "api_key" and value == "":
-                out[name] = ""  # explicitly empty: clears a key stored by an earlier run
-                continue
             if required and field.get("default") not in (None, ""):
                 value = str(field["default"])
             elif required:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from packaging.version import InvalidVersion, Version
@@ -59,6 +60,9 @@ def parse_version(text: str) -> Version:
     try:
         return Version(cleaned)
     except InvalidVersion:
+        leading = re.match(r"\d+(\.\d+){1,2}", cleaned)  # "1.11.1-fix.1" → 1.11.1
+        if leading:
+            return Version(leading.group(0))
         raise UsageError(f"cannot read Dify version {text!r}", hint="pass --dify-version X.Y.Z") from None
 
 

@@ -175,10 +175,7 @@ def _run(client: DifyClient, opts: RegisterOptions, endpoint: str | None, pre: P
     existing = console.read_existing(client, provider, opts.model_name, entry) if entry else console.Existing(False)
     validation = None
     if dry and entry is not None:
-        verdict = console.validate_only(client, provider, opts.model_name, form.credentials)
-        validation = "ok" if verdict is None else client.scrub(verdict)
-        if verdict is not None:
-            warnings.append(f"Dify's check would fail: {validation} ({_advice(verdict, endpoint, client)})")
+        validation = _dry_validation(client, provider, opts.model_name, form.credentials, endpoint, warnings)
     try:
         written = console.write_credentials(client, provider, opts.model_name, form.credentials, existing,
                                             opts.credential_name, entry)
@@ -233,6 +230,24 @@ def _desired(opts: RegisterOptions, endpoint: str | None, pre: PreflightResult |
     return Desired(endpoint_url=str(endpoint), api_key=opts.server_api_key.reveal() if opts.server_api_key else "",
                    context_size=context, max_tokens=max_tokens, show_reasoning=opts.show_reasoning,
                    endpoint_model_name=served)
+
+
+def _dry_validation(client: DifyClient, provider: str, model: str, credentials: dict[str, str],
+                    endpoint: str | None, warnings: list[str]) -> str:
+    """Dify's validate-only verdict for the plan; an error of that optional endpoint never aborts a dry run."""
+    try:
+        verdict = console.validate_only(client, provider, model, credentials)
+    except (DifySessionError, DifyPermissionError):
+        raise
+    except DifyError as exc:
+        if exc.status != 400:  # the route is missing or broken: say so, the plan is still complete
+            return "unavailable: " + client.scrub(exc.message)
+        verdict = exc.message  # schema problems come back as 400
+    if verdict is None:
+        return "ok"
+    validation = client.scrub(verdict)
+    warnings.append(f"Dify's check would fail: {validation} ({_advice(verdict, endpoint, client)})")
+    return validation
 
 
 def _check_role(client: DifyClient) -> None:
