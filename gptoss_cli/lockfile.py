@@ -42,7 +42,7 @@ HASH_SOURCES = ("lfs", "git-blob", "modelscope")
 SOURCES = ("hf", "modelscope")
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_GIT_COMMIT = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+GIT_COMMIT = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")  # a full SHA-1 or SHA-256 object id
 
 
 class LockError(CouldNotRun):
@@ -126,6 +126,27 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") or "", "", ""))
 
 
+def scrub_userinfo(text: str) -> str:
+    """``text`` with the ``user:password@`` part of every URL in it replaced by ``***@`` (for error messages)."""
+    return re.sub(r"([A-Za-z][\w+.-]*://)[^/@\s]+@", r"\1***@", text)
+
+
+def redact_url(text: str, url: str | None) -> str:
+    """``text`` (e.g. a subprocess's error) without the secret parts of ``url``: user info, password, query."""
+    text = scrub_userinfo(text)
+    if not url:
+        return text
+    try:
+        parts = urlsplit(url)
+        secrets_in_url = [parts.query, parts.fragment, parts.password or ""]
+    except ValueError:
+        return text
+    for secret in secrets_in_url:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
 def check_relpath(path: str) -> str | None:
     """Why ``path`` is not a safe relative POSIX path inside a folder, or ``None`` when it is."""
     if not isinstance(path, str) or not path:
@@ -161,6 +182,8 @@ def read_lock(path: Path) -> Lock:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise LockError(f"lock file {lock_file} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise LockError(f"lock file {lock_file} is not valid JSON: nested too deeply") from None
     try:
         return lock_from_dict(data)
     except ValueError as exc:
@@ -178,6 +201,7 @@ def write_lock(path: Path, lock: Lock) -> Path:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to a temp file in the same folder (umask-respecting mode), fsync it, rename it over ``path``."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -224,7 +248,7 @@ def _code_from(obj: Any) -> CodePin | None:
         raise ValueError("code: expected an object or null")
     _no_extra(obj, {"url", "commit"}, "code")
     commit = _req(obj, "commit", str, "code")
-    if not _GIT_COMMIT.match(commit):
+    if not GIT_COMMIT.match(commit):
         raise ValueError("code.commit: expected a full git commit hash")
     return CodePin(url=_req(obj, "url", str, "code"), commit=commit)
 
@@ -298,6 +322,7 @@ def lock_from_dict(data: Any) -> Lock:
 
 __all__ = [
     "CODE_DIRNAME",
+    "GIT_COMMIT",
     "HASH_SOURCES",
     "LOCK_NAME",
     "MODEL_DIRNAME",
@@ -313,6 +338,8 @@ __all__ = [
     "lock_path_for",
     "public_url",
     "read_lock",
+    "redact_url",
+    "scrub_userinfo",
     "utc_now",
     "write_lock",
 ]

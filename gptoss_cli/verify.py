@@ -25,17 +25,31 @@ ProgressFn = Callable[[int, int], None]
 """``progress(done_bytes, total_bytes)``; called from worker threads, serialised by a lock, cumulative."""
 
 
+class Stopped(Exception):
+    """Raised by :meth:`ByteCounter.add` after :meth:`ByteCounter.stop`: the worker reading bytes stops now."""
+
+
 class ByteCounter:
-    """Thread-safe cumulative byte counter that forwards ``(done, total)`` to an optional callback."""
+    """Thread-safe cumulative byte counter that forwards ``(done, total)`` to an optional callback.
+
+    It is also how long reads are interrupted: after ``stop()`` (the caller got Ctrl-C), the next ``add`` from any
+    worker raises :class:`Stopped`, so a thread hashing a multi-GB file gives up within one read.
+    """
 
     def __init__(self, total: int, callback: Optional[ProgressFn] = None) -> None:
         self.total = total
         self.done = 0
         self._callback = callback
         self._lock = threading.Lock()
+        self._stopped = threading.Event()
+
+    def stop(self) -> None:
+        self._stopped.set()
 
     def add(self, n: int) -> None:
         """Count ``n`` more bytes (negative when a download restarts and its bytes no longer count)."""
+        if self._stopped.is_set():
+            raise Stopped()
         if n == 0:
             return
         with self._lock:
@@ -58,10 +72,12 @@ def hash_file(
     git_blob: bool = False,
     buffer: Optional[bytearray] = None,
     limit: Optional[int] = None,
+    sink: Optional[Callable[[memoryview], Any]] = None,
 ) -> tuple[str, Optional[str], int]:
     """SHA-256 of ``path`` (first ``limit`` bytes if given): ``(sha256_hex, git_blob_id_or_None, bytes_read)``.
 
     ``git_blob`` also computes the git blob id of the whole file. ``on_bytes(n)`` is called after each read.
+    ``sink(chunk)`` receives every chunk too (e.g. a file's ``write``: copy and hash in one read pass).
     """
     buf = buffer if buffer is not None else bytearray(READ_SIZE)
     view = memoryview(buf)
@@ -87,6 +103,8 @@ def hash_file(
             sha.update(chunk)
             if git is not None:
                 git.update(chunk)
+            if sink is not None:
+                sink(chunk)
             read += n
             if on_bytes is not None:
                 on_bytes(n)
@@ -227,7 +245,11 @@ def verify_files(
         checks = [_check_one(e, model_dir, counter, buffers) for e in todo]
     else:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gptoss-verify") as pool:
-            checks = list(pool.map(lambda e: _check_one(e, model_dir, counter, buffers), todo))
+            try:
+                checks = list(pool.map(lambda e: _check_one(e, model_dir, counter, buffers), todo))
+            except BaseException:  # Ctrl-C: map() cancels queued files; running ones stop at their next read
+                counter.stop()
+                raise
     extra = find_extra(model_dir, {e.path for e in lock.files})
     return VerifyResult(
         lock_path=Path(lock_path),
@@ -276,6 +298,7 @@ __all__ = [
     "ByteCounter",
     "FileCheck",
     "ProgressFn",
+    "Stopped",
     "VerifyResult",
     "default_jobs",
     "find_extra",

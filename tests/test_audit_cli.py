@@ -189,3 +189,52 @@ def test_resolve_without_an_index_is_exit_3(tmp_path: Path, fake_osv: FakeOsv, m
     [unchecked] = json.loads(result.stdout)["unchecked"]
     assert unchecked["name"] == "demo-safe" and "resolution" in unchecked["reason"]
     assert fake_osv.queries == []
+
+
+SECRET = "osvSecret-9f8e7d"
+
+
+def test_osv_url_credentials_never_shown(tmp_path: Path, fake_osv: FakeOsv) -> None:
+    """A user:password or ?key= in --osv-url is the user's secret: not in the table, JSON, SARIF or error line."""
+    req = str(_req(tmp_path, "demo-web==2.19.0", "demo-safe==1.0"))
+    with_user = fake_osv.url.replace("http://", f"http://user:{SECRET}@")
+    sarif = tmp_path / "r.sarif"
+    runs = [runner.invoke(app, ["audit", "-r", req, "--osv-url", with_user]),
+            _audit("-r", req, "--osv-url", with_user, "--format", "sarif", "--output", str(sarif))]
+    assert [r.exit_code for r in runs] == [1, 1], runs[0].output
+    assert json.loads(runs[1].stdout)["service"]["url"] == fake_osv.url
+    fake_osv.status = 500  # pip-audit's HTTPError names the URL it posted to
+    runs.append(_audit("-r", req, "--osv-url", f"{fake_osv.url}?key={SECRET}"))
+    runs.append(_audit("-r", req, "--osv-url", closed_port_url().replace("http://", f"http://u:{SECRET}@")))
+    assert [r.exit_code for r in runs[2:]] == [3, 3]
+    for text in [sarif.read_text(encoding="utf-8")] + [r.stdout + r.stderr for r in runs]:
+        assert SECRET not in text
+
+
+def test_incomplete_error_is_short_and_counts_problems(tmp_path: Path) -> None:
+    req = _req(tmp_path, *(f"pkg{i}==1.0" for i in range(6)))
+    result = runner.invoke(app, ["audit", "-r", str(req), "--osv-url", closed_port_url()])
+    assert result.exit_code == 3
+    assert result.stderr.count("unreachable") == 1  # one reason, the six packages it applies to
+    assert "pkg0" in result.stderr and len(result.stderr.strip().splitlines()[-1]) < 600
+    missing = runner.invoke(app, ["audit", str(tmp_path / "nothing-here"), "--osv-url", closed_port_url()])
+    assert missing.exit_code == 3 and "0 item(s)" not in missing.stdout and "1 item(s)" in missing.stdout
+
+
+def test_tokens_in_requirement_urls_never_shown(tmp_path: Path, fake_osv: FakeOsv) -> None:
+    """Private git/URL requirements often carry a token: report them as not checked, without the token."""
+    req = _req(tmp_path, "demo-safe==1.0", f"-e git+https://user:{SECRET}@github.com/o/r.git#egg=r",
+               f"foo @ https://u:{SECRET}@host.example/foo-1.0.whl", f"git+https://{SECRET}@github.com/o/r2.git",
+               f"-r https://u:{SECRET}@host.example/more.txt")
+    (tmp_path / "pyproject.toml").write_text(
+        f'[project]\nname = "x"\nversion = "1"\ndependencies = ["bar @ git+https://{SECRET}@github.com/o/bar.git"]\n',
+        encoding="utf-8")
+    sarif = tmp_path / "r.sarif"
+    runs = [runner.invoke(app, ["audit", "-r", str(req), "-r", str(tmp_path / "pyproject.toml"),
+                                "--osv-url", fake_osv.url]),
+            _audit("-r", str(req), "-r", str(tmp_path / "pyproject.toml"), "--osv-url", fake_osv.url,
+                   "--format", "sarif", "--output", str(sarif))]
+    assert [r.exit_code for r in runs] == [3, 3]
+    assert len(json.loads(runs[1].stdout)["unchecked"]) == 5
+    for text in [sarif.read_text(encoding="utf-8")] + [r.stdout + r.stderr for r in runs]:
+        assert SECRET not in text

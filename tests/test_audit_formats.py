@@ -113,3 +113,13 @@ def test_failure_reason_from_traceback() -> None:
     assert "500 Server Error" in failure_reason(http + "\n\nThe above exception...\npip_audit.X.ServiceError", 1)
     assert failure_reason("ERROR:pip_audit._cli:requirement x is not pinned", 1) == "requirement x is not pinned"
     assert failure_reason("", 1) == "pip-audit exited with status 1"
+
+
+def test_report_file_mode_follows_umask(tmp_path: Path) -> None:
+    """CI uploads reports: they get the usual file mode (umask), not the 0600 of a private temp file."""
+    old = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "report.json", "{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "report.json").stat().st_mode & 0o777 == 0o644

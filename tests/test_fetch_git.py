@@ -108,3 +108,15 @@ def test_cli_git_failure_exit_3(tmp_path: Path) -> None:
                               "--dest", str(tmp_path / "d")])
     assert res.exit_code == 3, res.output
     assert "git clone" in res.stderr and not (tmp_path / "d" / "code").exists()
+
+
+def test_code_folder_gets_the_usual_mode(tmp_path: Path, bare_repo: BareRepo) -> None:
+    """A team shares DEST: code/ follows the umask like model/, not the 0700 of a private temp folder."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        fetch_code(bare_repo.url, tmp_path / "code")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "code").stat().st_mode & 0o777 == 0o755

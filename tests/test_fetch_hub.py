@@ -306,3 +306,30 @@ def test_changed_small_file_of_same_size_is_fetched_again(tmp_path: Path, fake_h
     assert actions["config.json"] == "downloaded" and actions[SHARD] == "present"
     assert (dest / "model" / "config.json").read_bytes() == files["config.json"]
     assert verify_lock(dest).ok
+
+
+def test_rerun_repairs_a_corrupt_shard_of_the_right_size(tmp_path: Path, fake_hub: FakeHub) -> None:
+    """`gptoss verify` says "rerun gptoss fetch to repair": the rerun must re-check, not trust DEST's own lock."""
+    dest = tmp_path / "dest"
+    assert fetch_cli(fake_hub, dest).exit_code == 0
+    shard = dest / "model" / SHARD
+    data = bytearray(shard.read_bytes())
+    data[100] ^= 0xFF  # bit rot: same size, other bytes
+    shard.write_bytes(bytes(data))
+    assert not verify_lock(dest).ok
+    res = fetch_cli(fake_hub, dest, "--json")
+    assert res.exit_code == 0, res.output
+    actions = {f["path"]: f["action"] for f in json.loads(res.stdout)["model"]["files"]}
+    assert actions[SHARD] == "downloaded" and actions["config.json"] == "present"
+    assert shard.read_bytes() == fake_hub.repos["org/tiny"].files[SHARD].content
+    assert verify_lock(dest).ok
+
+
+def test_duplicate_tree_entries_refused(tmp_path: Path, fake_hub: FakeHub) -> None:
+    repo = fake_hub.repos["org/tiny"]
+    cfg = repo.files["config.json"]
+    fake_hub.extra_tree.append({"type": "file", "path": "config.json", "size": cfg.size, "oid": cfg.oid})
+    dest = tmp_path / "dest"
+    res = fetch_cli(fake_hub, dest)
+    assert res.exit_code == 3 and "config.json" in res.stderr and "twice" in res.stderr, res.output
+    assert not (dest / LOCK_NAME).exists()

@@ -90,3 +90,72 @@ def test_no_weights_keeps_the_model_part_of_an_existing_lock(tmp_path: Path, fak
     lock = read_lock(dest)
     assert lock.files == files_before and lock.model is not None
     assert lock.code is not None and lock.code.commit == bare_repo.commits[-1]
+
+
+def test_ctrl_c_stops_an_import_at_once(tmp_path: Path) -> None:
+    """KeyboardInterrupt (Ctrl-C) while importing big shards: running hashes/copies stop, nothing half-placed."""
+    import os
+    import signal
+    import hashlib
+    import threading
+
+    import pytest
+
+    from gptoss_cli.fetch.offline import import_from_dir
+    from gptoss_cli.lockfile import Lock, LockedFile, ModelPin
+    from gptoss_cli.verify import ByteCounter
+
+    size = 48 * 1024 * 1024
+    src = tmp_path / "usb"
+    src.mkdir()
+    entries = []
+    for i in range(3):
+        data = bytes([i]) * size
+        (src / f"model-{i}.safetensors").write_bytes(data)
+        entries.append(LockedFile(f"model-{i}.safetensors", size, hashlib.sha256(data).hexdigest(), "lfs"))
+    lock = Lock(code=None, model=ModelPin("hf", "org/m", "c" * 40, "https://huggingface.co"), files=tuple(entries))
+    seen: list[int] = []
+    guard = threading.Lock()
+
+    def progress(done: int, total: int) -> None:
+        with guard:
+            if not seen:
+                os.kill(os.getpid(), signal.SIGINT)
+            seen.append(done)
+
+    with pytest.raises(KeyboardInterrupt):
+        import_from_dir(src, lock, tmp_path / "model", jobs=2, counter=ByteCounter(3 * size, progress))
+    for thread in threading.enumerate():  # a worker whose start() the interrupt cut short is not joined by the pool
+        if thread is not threading.current_thread() and thread.name.startswith("ThreadPoolExecutor"):
+            thread.join(timeout=10)
+    assert max(seen) < size // 2, f"{max(seen)} bytes read after Ctrl-C"
+    assert not list((tmp_path / "model").iterdir())  # no temp link or copy left behind
+
+
+def test_copy_when_hard_links_are_impossible(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """Another filesystem (EXDEV): the file is copied and hashed in the same read; a bad copy is refused."""
+    import errno
+    import hashlib
+    import os
+
+    import pytest
+
+    from gptoss_cli.errors import IntegrityError
+    from gptoss_cli.fetch.offline import import_from_dir
+    from gptoss_cli.lockfile import Lock, LockedFile, ModelPin
+
+    def no_link(src: object, dst: object) -> None:
+        raise OSError(errno.EXDEV, "cross-device link")
+
+    monkeypatch.setattr("gptoss_cli.fetch.offline.os.link", no_link)
+    data = os.urandom(3 * 1024 * 1024 + 7)
+    (tmp_path / "usb").mkdir()
+    (tmp_path / "usb" / SHARD).write_bytes(data)
+    pin = ModelPin("hf", "org/m", "c" * 40, "https://huggingface.co")
+    good = Lock(code=None, model=pin, files=(LockedFile(SHARD, len(data), hashlib.sha256(data).hexdigest(), "lfs"),))
+    [outcome] = import_from_dir(tmp_path / "usb", good, tmp_path / "model")
+    assert outcome.action == "copied" and (tmp_path / "model" / SHARD).read_bytes() == data
+    bad = Lock(code=None, model=pin, files=(LockedFile(SHARD, len(data), "0" * 64, "lfs"),))
+    with pytest.raises(IntegrityError, match="does not match the lock"):
+        import_from_dir(tmp_path / "usb", bad, tmp_path / "other")
+    assert not list((tmp_path / "other").iterdir())

@@ -63,3 +63,32 @@ def test_sigkill_then_rerun_resumes_with_at_most_one_chunk_twice(tmp_path: Path)
     assert verify_lock(dest).ok
     assert {f.path for f in read_lock(dest).files} == set(files)
     assert not (dest / PARTIAL_DIRNAME).exists()
+
+
+def test_ctrl_c_on_a_stalled_download_exits_130_at_once_and_keeps_the_part(tmp_path: Path) -> None:
+    """SIGINT while the server sends nothing: exit 130 promptly (not after the read timeout), no JSON on stdout,
+    and every byte received so far stays in the part file for the next run."""
+    import signal
+
+    files = {"config.json": b'{"model_type": "gpt_oss"}\n', SHARD: random_bytes(SIZE, 7)}
+    dest = tmp_path / "dest"
+    with FakeHub([FakeRepo.build("org/big", files)]) as hub:
+        hub.pause_after[SHARD] = PAUSE_AT
+        proc = subprocess.Popen([*fetch_cmd(hub, dest), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env={**os.environ})
+        try:
+            assert hub.paused.wait(timeout=60), "the server never reached the pause point"
+            time.sleep(0.3)
+            started = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+            elapsed = time.monotonic() - started
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+        assert proc.returncode == 130, err
+        assert elapsed < 8, f"took {elapsed:.1f}s to stop after Ctrl-C"
+        assert out == "" and "interrupted" in err and "Traceback" not in err
+        assert part_size(dest) == PAUSE_AT  # buffered bytes were flushed, not lost
+        assert not (dest / "model" / SHARD).exists()

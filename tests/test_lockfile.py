@@ -115,3 +115,9 @@ def test_null_code_and_model_allowed() -> None:
     lock = lock_from_dict({"schema_version": 1, "tool_version": "x", "created_at": "t", "code": None, "model": None,
                            "files": []})
     assert lock.code is None and lock.model is None
+
+
+def test_deeply_nested_lock_is_a_lock_error(tmp_path: Path) -> None:
+    (tmp_path / LOCK_NAME).write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(LockError, match="not valid JSON"):
+        read_lock(tmp_path)

@@ -153,3 +153,24 @@ def test_cli_lock_option_and_dest_from_env(tmp_path: Path, monkeypatch: pytest.M
     assert runner.invoke(app, ["verify", "--lock", str(pinned)]).exit_code == 1
     monkeypatch.setenv("GPTOSS_FETCH_DEST", str(dest))
     assert runner.invoke(app, ["verify", "-j", "2"]).exit_code == 0
+
+
+def test_ctrl_c_stops_hashing_at_once(tmp_path: Path) -> None:
+    """KeyboardInterrupt in the main thread (what Ctrl-C raises) must not wait for every queued file."""
+    import os
+    import signal
+
+    size = 48 * 1024 * 1024  # a few big shards, as in gpt-oss: in-flight files must stop too, not only queued ones
+    dest = make_dest(tmp_path, {f"model-{i:05d}.safetensors": bytes([i]) * size for i in range(3)})
+    hashed: list[int] = []
+    lock = threading.Lock()
+
+    def progress(done: int, total: int) -> None:
+        with lock:
+            if not hashed:
+                os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C: the main thread gets KeyboardInterrupt
+            hashed.append(done)
+
+    with pytest.raises(KeyboardInterrupt):
+        verify_lock(dest, jobs=2, progress=progress)
+    assert max(hashed) < size // 2, f"{max(hashed)} bytes hashed after Ctrl-C"

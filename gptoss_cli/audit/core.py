@@ -32,6 +32,7 @@ from gptoss_cli.audit.runner import (
     pip_audit_version,
 )
 from gptoss_cli.audit.targets import KIND_ENVIRONMENT, TargetSpec, plan_targets
+from gptoss_cli.lockfile import public_url
 
 _EDITABLE_SKIPS = ("distribution marked as editable", "requirement marked as editable")
 PINNED_NOTE = "dependencies of the listed packages are audited only when the file lists them too (not resolved; " \
@@ -80,7 +81,8 @@ def run_audit(request: AuditRequest) -> AuditReport:
 def _service(request: AuditRequest) -> Iterator[tuple[ServiceConfig, ServiceInfo]]:
     if request.osv_db is None:
         config = ServiceConfig(request.service, request.osv_url, request.timeout, request.cache_dir)
-        shown = request.osv_url or ("https://api.osv.dev/v1/query" if request.service == "osv" else "https://pypi.org")
+        shown = public_url(request.osv_url) if request.osv_url else (
+            "https://api.osv.dev/v1/query" if request.service == "osv" else "https://pypi.org")
         yield config, ServiceInfo(request.service, shown)
         return
     request.progress(f"loading OSV database {request.osv_db}")

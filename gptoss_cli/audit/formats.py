@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
-import os
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
 
 from gptoss_cli import __version__
 from gptoss_cli.audit.model import OUTCOME_INCOMPLETE, AuditReport, CheckedPackage, TargetResult, Vuln
+from gptoss_cli.lockfile import atomic_write_text
 
 FORMATS = ("table", "json", "cyclonedx", "sarif")
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -32,21 +30,7 @@ def render(report: AuditReport, fmt: str) -> str:
     raise ValueError(f"unknown format {fmt}")  # pragma: no cover - the CLI validates choices
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder + os.replace (never a half-written report)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+write_atomic = atomic_write_text  # reports are written like the lock: temp file in the same folder + os.replace
 
 
 # -- plain text ---------------------------------------------------------------------------------------------------
@@ -54,8 +38,8 @@ def headline(report: AuditReport) -> str:
     s = report.summary()
     if report.outcome == OUTCOME_INCOMPLETE:
         found = f"; {s['vulnerabilities']} known vulnerabilities in what was checked" if s["vulnerabilities"] else ""
-        return (f"INCOMPLETE: {s['packages_unchecked']} item(s) could not be checked{found} — this is not a clean "
-                f"result")
+        count = s["packages_unchecked"] + len(report.problems)
+        return f"INCOMPLETE: {count} item(s) could not be checked{found} — this is not a clean result"
     if s["vulnerabilities"]:
         return (f"{s['vulnerabilities']} known vulnerabilities in {s['vulnerable_packages']} package(s) "
                 f"({s['fixable']} fixable), {s['packages_checked']} package(s) checked")

@@ -25,6 +25,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from gptoss_cli.audit.model import Skipped, Unchecked
+from gptoss_cli.lockfile import scrub_userinfo
 
 _COMMENT = re.compile(r"(^|\s+)#.*$")
 _REQ_OPTION = re.compile(r"\s+--?[A-Za-z]")  # start of per-requirement options (--hash=..., --config-settings ...)
@@ -102,6 +103,7 @@ def _looks_like_path(text: str) -> bool:
 
 def classify(text: str, file: Path | None, line: int | None) -> Entry | Unchecked | Skipped:
     """Classify one requirement string (no pip options) from ``file``:``line``."""
+    text = scrub_userinfo(text)  # private VCS/URL requirements often carry a token: never report it
     if "${" in text:
         return Unchecked(text, "uses an environment variable (${...}); expand it and audit the result", text, line, file)
     lowered = text.lower()
@@ -193,6 +195,7 @@ def _parse_into(path: Path, acc: _Acc, seen: set[Path], depth: int, included_fro
 
 
 def _parse_line(path: Path, number: int, line: str, acc: _Acc, seen: set[Path], depth: int) -> None:
+    line = scrub_userinfo(line)  # tokens in -e/-r/--index-url URLs must not reach any report
     if line.startswith("-"):
         include = _option(line, _INCLUDE)
         if include is not None:

@@ -24,6 +24,7 @@ from typing import Any, Iterable
 from urllib.parse import urlparse
 
 from gptoss_cli.errors import CouldNotRun
+from gptoss_cli.lockfile import redact_url
 
 DEFAULT_TIMEOUT_S = 15
 RUN_LIMIT_S = 900  # one pip-audit run (a resolution can download metadata for many packages)
@@ -131,7 +132,8 @@ def run_pip_audit(
         except OSError as exc:
             return RunResult(error=f"cannot start pip-audit: {exc}", command=tuple(cmd))
         if not report.is_file():
-            return RunResult(error=failure_reason(proc.stderr, proc.returncode), command=tuple(cmd))
+            reason = redact_url(failure_reason(proc.stderr, proc.returncode), service.osv_url)
+            return RunResult(error=reason, command=tuple(cmd))
         try:
             data = json.loads(report.read_text(encoding="utf-8"))
             deps = data["dependencies"]

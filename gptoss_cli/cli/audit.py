@@ -141,14 +141,26 @@ def _warn_stale(out, osv_db: dict | None) -> None:  # noqa: ANN001 - Output
 def _finish(report) -> None:  # noqa: ANN001 - AuditReport
     s = report.summary()
     if report.outcome == "incomplete":
-        items = [f"{u.name} ({u.reason})" for _, u in report.unchecked()] + list(report.problems)
-        shown = "; ".join(items[:5]) + (f"; and {len(items) - 5} more" if len(items) > 5 else "")
+        items = _grouped([u for _, u in report.unchecked()]) + list(report.problems)
+        shown = "; ".join(items[:3]) + (f"; and {len(items) - 3} more" if len(items) > 3 else "")
         also = f"; also found {s['vulnerabilities']} known vulnerabilities" if s["vulnerabilities"] else ""
         raise CouldNotRun(f"audit incomplete, not checked: {shown}{also}",
                           hint="nothing is known about what was not checked; this is not a clean result")
     if report.outcome == "vulnerable":
         raise CheckFailed(f"{s['vulnerabilities']} known vulnerabilities in {s['vulnerable_packages']} package(s)",
                           hint="upgrade to the fix versions shown, or --ignore-vuln ID after review")
+
+
+def _grouped(unchecked: list) -> list[str]:  # noqa: ANN001 - Unchecked
+    """One short item per distinct reason ("a, b and 4 more (service unreachable ...)"), not one per package."""
+    by_reason: dict[str, list[str]] = {}
+    for u in unchecked:
+        by_reason.setdefault(u.reason, []).append(u.name)
+    items = []
+    for reason, names in by_reason.items():
+        who = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        items.append(f"{who} ({reason if len(reason) <= 160 else reason[:157] + '...'})")
+    return items
 
 
 def _human(console: Console, report, headline: str) -> None:  # noqa: ANN001 - AuditReport

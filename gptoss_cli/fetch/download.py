@@ -15,20 +15,19 @@ import errno
 import hashlib
 import os
 import shutil
+import socket
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Optional
+from typing import Callable, Optional
 
 import httpx
 
 from gptoss_cli.errors import GptossError, IntegrityError, NetworkError
 from gptoss_cli.fetch.http import Requester, RetryableError, http_error
 from gptoss_cli.fetch.select import safe_target
-from gptoss_cli.lockfile import LockedFile
-from gptoss_cli.verify import READ_SIZE, ByteCounter, git_blob_sha1, hash_file
+from gptoss_cli.verify import READ_SIZE, ByteCounter, Stopped, git_blob_sha1, hash_file
 
 WRITE_BUFFER = 1024 * 1024  # at most this much is lost (and fetched again) when the process is killed
 PARTIAL_DIRNAME = ".gptoss-partial"
@@ -102,7 +101,6 @@ class Downloader:
         partial_dir: Path,
         *,
         counter: Optional[ByteCounter] = None,
-        trusted: Optional[Mapping[str, LockedFile]] = None,
         log: Callable[[str], None] = lambda _m: None,
         retries: int = 5,
         retry_wait: float = 0.5,
@@ -111,11 +109,12 @@ class Downloader:
         self.model_dir = model_dir
         self.partial_dir = partial_dir
         self.counter = counter or ByteCounter(0)
-        self.trusted = dict(trusted or {})
         self.log = log
         self.retries = retries
         self.retry_wait = retry_wait
         self.cancel = threading.Event()
+        self._active: set[httpx.Response] = set()
+        self._active_lock = threading.Lock()
 
     # -- the pool ------------------------------------------------------------------------------------------------
 
@@ -132,19 +131,41 @@ class Downloader:
                     exc = fut.exception()
                     if exc is None:
                         results.append(fut.result())
-                    elif not isinstance(exc, Cancelled):
-                        self.cancel.set()
+                    elif not isinstance(exc, (Cancelled, Stopped)):
                         errors.append(exc)
-            except BaseException:
-                self.cancel.set()
+                        self.stop()
+            except BaseException:  # Ctrl-C: stop every worker now, even one waiting on a silent server
+                self.stop()
                 raise
         if errors:
             raise next((e for e in errors if isinstance(e, GptossError)), errors[0])
         return sorted(results, key=lambda r: r.path)
 
+    def stop(self) -> None:
+        """Make queued files return at once and running ones stop (keeping their parts for the next run).
+
+        A worker blocked reading from a stalled server would otherwise hold the process until the read timeout,
+        so the sockets of open responses are shut down; the worker then sees ``cancel`` and raises Cancelled.
+        (Queued futures are not cancelled through the pool: ``as_completed`` would never hear about them.)
+        """
+        self.cancel.set()
+        self.counter.stop()  # a worker hashing an existing file or part stops at its next read
+        with self._active_lock:
+            responses = list(self._active)
+        for response in responses:
+            stream = response.extensions.get("network_stream")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
     # -- one file ------------------------------------------------------------------------------------------------
 
     def one(self, pf: PlannedFile) -> FileOutcome:
+        if self.cancel.is_set():
+            raise Cancelled()
         target = safe_target(self.model_dir, pf.path)
         present = self._present(pf, target)
         if present is not None:
@@ -170,16 +191,13 @@ class Downloader:
         )
 
     def _present(self, pf: PlannedFile, target: Path) -> Optional[FileOutcome]:
-        """An existing target that already matches (trusted from DEST's own lock, else hashed once)."""
+        """An existing target that already matches, hashed once: a file enters the lock only after its hash
+        matched, and a rerun is how `gptoss verify` tells users to repair a damaged file of the right size."""
         try:
             if not target.is_file() or target.stat().st_size != pf.size:
                 return None
         except OSError:
             return None
-        known = self.trusted.get(pf.path)
-        if known is not None and pf.sha256 is not None and known.size == pf.size and known.sha256 == pf.sha256:
-            self.counter.add(pf.size)  # DEST's own lock vouches for it: no re-read (gptoss verify re-reads)
-            return FileOutcome(pf.path, pf.size, known.sha256, pf.hash_source, "present")
         sha, git, read = hash_file(target, on_bytes=self.counter.add, git_blob=pf.sha256 is None)
         if read == pf.size and hash_matches(pf, sha, git):
             return FileOutcome(pf.path, pf.size, sha, pf.hash_source, "present")
@@ -216,11 +234,14 @@ class Downloader:
                 self._stream(pf, part, state)
                 return state, resumed
             except RetryableError as exc:
+                if self.cancel.is_set():
+                    raise Cancelled() from None
                 if attempt == self.retries:
                     raise NetworkError(f"{pf.path}: giving up after {self.retries + 1} tries: {exc}",
                                        hint="rerun the same command to resume from the partial file") from None
                 self.log(f"{pf.path}: {exc}; retrying from byte {state.offset}")
-                time.sleep(self.retry_wait * (2 ** attempt))
+                if self.cancel.wait(self.retry_wait * (2 ** attempt)):
+                    raise Cancelled()
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _stream(self, pf: PlannedFile, part: Path, state: _State) -> None:
@@ -228,7 +249,11 @@ class Downloader:
             return
         headers = {"Range": f"bytes={state.offset}-"} if state.offset else {}
         response = self.requester.open(pf.url, headers)
+        with self._active_lock:
+            self._active.add(response)
         try:
+            if self.cancel.is_set():
+                raise Cancelled()
             if response.status_code == 416:
                 self._restart(pf, part, state, "the server refused the resume range")
                 raise RetryableError("HTTP 416 on resume")
@@ -250,9 +275,15 @@ class Downloader:
                         state.transferred += len(chunk)
                         self.counter.add(len(chunk))
                 except httpx.TransportError as exc:
+                    if self.cancel.is_set():
+                        raise Cancelled() from None
                     raise RetryableError(f"{type(exc).__name__} after byte {state.offset}") from None
         finally:
+            with self._active_lock:
+                self._active.discard(response)
             response.close()
+        if self.cancel.is_set():
+            raise Cancelled()
         if state.offset < pf.size and not state.overflow:
             raise RetryableError(f"connection closed at byte {state.offset} of {pf.size}")
 

@@ -12,17 +12,16 @@
 from __future__ import annotations
 
 import re
+import secrets
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from gptoss_cli.errors import GitError
-from gptoss_cli.lockfile import public_url
+from gptoss_cli.lockfile import GIT_COMMIT, public_url, scrub_userinfo
 
 GITHUB = "https://github.com/"
-_FULL_SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _SHORT_SHA = re.compile(r"^[0-9a-f]{7,39}$")
 
 GitProgressFn = Callable[[str, int, Optional[int]], None]
@@ -40,7 +39,7 @@ class CodeResult:
 
 
 def is_full_sha(ref: Optional[str]) -> bool:
-    return bool(ref and _FULL_SHA.match(ref))
+    return bool(ref and GIT_COMMIT.match(ref))
 
 
 def mirror_base(mirror: str) -> str:
@@ -63,13 +62,9 @@ def mirrored_url(url: str, mirror: Optional[str]) -> str:
     return url
 
 
-def scrub(text: str) -> str:
-    return re.sub(r"([A-Za-z][\w+.-]*://)[^/@\s]+@", r"\1***@", text)
-
-
 def _git_error(exc: BaseException, action: str, url: str, prog: Any = None) -> GitError:
     seen = list(getattr(prog, "error_lines", None) or [])  # with a progress handler, git's stderr lands here
-    raw = scrub("\n".join(seen) or str(getattr(exc, "stderr", "") or exc))
+    raw = scrub_userinfo("\n".join(seen) or str(getattr(exc, "stderr", "") or exc))
     lines = [ln.strip().strip("'").removeprefix("stderr: ").strip("'") for ln in raw.splitlines()]
     lines = [ln for ln in lines if ln]
     detail = next((ln for ln in lines if ln.startswith("fatal:")), lines[-1] if lines else type(exc).__name__)
@@ -118,7 +113,8 @@ def fetch_code(
     if code_dir.exists():
         return _update(git, url, code_dir, ref, env, mirror)
     code_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{code_dir.name}-", dir=code_dir.parent))
+    tmp = code_dir.parent / f".{code_dir.name}-{secrets.token_hex(6)}"
+    tmp.mkdir()  # not mkdtemp: its 0700 would stay on code/ after the rename; this follows the umask
     prog = _progress_adapter(progress)
     try:
         try:

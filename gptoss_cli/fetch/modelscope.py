@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 from gptoss_cli.errors import NetworkError
 from gptoss_cli.fetch.http import Requester
+from gptoss_cli.fetch.hub import is_commit
 from gptoss_cli.fetch.remote import RemoteFile, RemoteSnapshot
 from gptoss_cli.lockfile import public_url
 
@@ -26,7 +27,6 @@ DEFAULT_MODEL = "openai-mirror/gpt-oss-20b"
 DEFAULT_REVISION = "master"
 DEFAULT_ENDPOINT = "https://www.modelscope.cn"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
 def normalize_endpoint(value: str) -> str:
@@ -68,7 +68,7 @@ def modelscope_snapshot(requester: Requester, repo_id: str, revision: str, *, wa
         sha = str(entry.get("Sha256") or "").lower()
         files.append(RemoteFile(path=path, size=size, sha256=sha if _SHA256.match(sha) else None))
         rev = str(entry.get("Revision") or "")
-        if _COMMIT.match(rev):
+        if is_commit(rev):
             commits.add(rev)
     # ModelScope tags each file with the commit it was listed at; one value means we can pin downloads to it.
     commit = commits.pop() if len(commits) == 1 else revision

@@ -9,7 +9,6 @@ mismatch or missing file refuses the import (IntegrityError, exit 3) before anyt
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +20,7 @@ from gptoss_cli.errors import IntegrityError, UsageError
 from gptoss_cli.fetch.download import FileOutcome
 from gptoss_cli.fetch.select import safe_target
 from gptoss_cli.lockfile import LOCK_NAME, MODEL_DIRNAME, Lock, LockedFile, check_relpath, read_lock
-from gptoss_cli.verify import READ_SIZE, ByteCounter, hash_file
+from gptoss_cli.verify import ByteCounter, hash_file
 
 if TYPE_CHECKING:
     from gptoss_cli.fetch.run import FetchOptions, FetchResult, Hooks
@@ -39,20 +38,6 @@ def source_layout(src: Path, pinned: Optional[Lock]) -> tuple[Path, Lock]:
     if own.is_file():
         return files_root, read_lock(own)
     raise UsageError(f"--from-dir {src} has no {LOCK_NAME}", hint="pass --lock FILE with the hashes to check against")
-
-
-def _copy_hashing(source: Path, tmp: Path, counter: ByteCounter) -> tuple[str, int]:
-    sha = hashlib.sha256()
-    view = memoryview(bytearray(READ_SIZE))
-    total = 0
-    with open(source, "rb", buffering=0) as src, open(tmp, "wb") as dst:
-        while n := src.readinto(view):
-            chunk = view[:n]
-            sha.update(chunk)
-            dst.write(chunk)
-            total += n
-            counter.add(n)
-    return sha.hexdigest(), total
 
 
 def import_one(entry: LockedFile, files_root: Path, model_dir: Path, counter: ByteCounter) -> FileOutcome:
@@ -80,7 +65,8 @@ def import_one(entry: LockedFile, files_root: Path, model_dir: Path, counter: By
             except OSError as exc:
                 if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
                     raise
-                digest, _ = _copy_hashing(source, tmp, counter)
+                with open(tmp, "wb") as dst:
+                    digest, _, _ = hash_file(source, on_bytes=counter.add, sink=dst.write)
                 action = "copied"
             if digest != entry.sha256:
                 raise IntegrityError(f"{entry.path} in the offline copy does not match the lock: expected "
@@ -100,10 +86,12 @@ def import_from_dir(files_root: Path, lock: Lock, model_dir: Path, *, jobs: int 
     model_dir.mkdir(parents=True, exist_ok=True)
     entries = sorted(lock.files, key=lambda e: -e.size)
     with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(entries) or 1))) as pool:
-        outcomes = list(pool.map(lambda e: import_one(e, files_root, model_dir, counter), entries))
+        try:
+            outcomes = list(pool.map(lambda e: import_one(e, files_root, model_dir, counter), entries))
+        except BaseException:  # Ctrl-C or a refused file: running copies stop at their next read
+            counter.stop()
+            raise
     return sorted(outcomes, key=lambda o: o.path)
-
-
 
 
 def fetch_from_dir(options: "FetchOptions", hooks: "Hooks", started: float) -> "FetchResult":

@@ -211,8 +211,7 @@ def _fetch(options: FetchOptions, hooks: Hooks) -> FetchResult:
         model = None
         if planned:
             counter = ByteCounter(sum(p.size for p in planned), hooks.progress)
-            trusted = {f.path: f for f in existing.files} if existing is not None else {}
-            downloader = Downloader(requester, model_dir, partial, counter=counter, trusted=trusted, log=hooks.log,
+            downloader = Downloader(requester, model_dir, partial, counter=counter, log=hooks.log,
                                     retry_wait=hooks.retry_wait)
             outcomes = downloader.run(list(planned), options.jobs)
             shutil.rmtree(partial, ignore_errors=True)

@@ -39,8 +39,13 @@ def is_selected(path: str, include: Sequence[str], exclude: Sequence[str]) -> bo
 
 
 def check_safe_paths(paths: Iterable[str], what: str = "the endpoint") -> None:
-    """Refuse any unsafe relative path (IntegrityError, exit 3): a mirror must not choose where we write."""
+    """Refuse any unsafe or repeated relative path (IntegrityError, exit 3): a mirror must not choose where we write."""
+    seen: set[str] = set()
     for path in paths:
+        if path in seen:
+            raise IntegrityError(f"refusing file {path!r} listed twice by {what}",
+                                 hint="the mirror may be malicious or broken; nothing was written")
+        seen.add(path)
         why = check_relpath(path)
         if why:
             raise IntegrityError(f"refusing file {path!r} listed by {what}: its path {why}",
