@@ -1,0 +1,186 @@
+"""How much memory a model folder needs once loaded, estimated before loading (refuse with numbers, not an OOM kill).
+
+The estimate reads only ``config.json`` and the JSON headers of the top-level ``*.safetensors`` files (a few KB each),
+so it is instant even for a 14 GB checkpoint and needs no torch:
+
+    weights     every floating tensor at the target dtype; MXFP4 expert blocks either as stored (native kernels)
+                or dequantised (two values per byte, at the target dtype; their scales vanish)
+    KV cache    one sequence of ``max_model_len`` tokens: full-attention layers hold every token, sliding layers
+                at most ``sliding_window`` tokens
+    attention   eager attention scores for one prefill chunk against the whole context (the engine prefills in
+                chunks of ``PREFILL_CHUNK`` tokens)
+    overhead    5 % of the weights, at least 256 MiB (plus 1 GiB of CUDA context on a GPU)
+
+Available memory is the free memory of the CUDA device (``torch.cuda.mem_get_info``) or ``MemAvailable`` from
+``/proc/meminfo`` on the CPU; where neither can be read the check is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gptoss_cli.errors import CouldNotRun
+
+GIB = 1024**3
+PREFILL_CHUNK = 256
+_DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+_STORED_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8, "I32": 4, "I16": 2,
+                 "I8": 1, "U8": 1, "BOOL": 1, "U16": 2, "U32": 4, "U64": 8}
+_FLOAT = {"F64", "F32", "F16", "BF16"}
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes a model needs on ``device`` and bytes the device has (None when unknown)."""
+
+    needed_bytes: int
+    available_bytes: int | None
+    device: str
+    detail: str
+
+    @property
+    def fits(self) -> bool:
+        return self.available_bytes is None or self.needed_bytes <= self.available_bytes
+
+
+def gib(n: int | float) -> str:
+    return f"{n / GIB:.1f} GiB"
+
+
+def read_safetensors_header(path: Path) -> dict[str, Any]:
+    """The tensor table of a safetensors file (name → dtype, shape, data_offsets), without reading any data."""
+    with open(path, "rb") as fh:
+        raw = fh.read(8)
+        if len(raw) != 8:
+            raise CouldNotRun(f"{path} is not a safetensors file (too short)")
+        (size,) = struct.unpack("<Q", raw)
+        if size > 100 * 1024 * 1024:
+            raise CouldNotRun(f"{path} is not a safetensors file (header of {size} bytes)")
+        try:
+            header = json.loads(fh.read(size))
+        except ValueError as exc:
+            raise CouldNotRun(f"{path} has an unreadable safetensors header: {exc}") from None
+    header.pop("__metadata__", None)
+    return header
+
+
+def weight_bytes(model_dir: Path, dtype: str, *, mxfp4_native: bool = False) -> int:
+    """Bytes of the loaded weights at ``dtype`` (see the module docstring for MXFP4)."""
+    target = _DTYPE_BYTES[dtype]
+    total = 0
+    for path in sorted(Path(model_dir).glob("*.safetensors")):
+        for name, info in read_safetensors_header(path).items():
+            kind, numel = info["dtype"], math.prod(info["shape"])
+            if kind == "U8" and name.endswith(("_blocks", "_scales")) and not mxfp4_native:
+                total += numel * 2 * target if name.endswith("_blocks") else 0
+            elif kind in _FLOAT:
+                total += numel * target
+            else:
+                total += numel * _STORED_BYTES.get(kind, 4)
+    return total
+
+
+def kv_cache_bytes(config: dict[str, Any], tokens: int, dtype: str) -> int:
+    """KV cache of one sequence of ``tokens`` tokens."""
+    layers = int(config.get("num_hidden_layers", 0))
+    heads = int(config.get("num_attention_heads", 1))
+    kv_heads = int(config.get("num_key_value_heads") or heads)
+    head_dim = int(config.get("head_dim") or int(config.get("hidden_size", 0)) // max(heads, 1))
+    window = config.get("sliding_window")
+    layer_types = config.get("layer_types") or ["full_attention"] * layers
+    per_token = 2 * kv_heads * head_dim * _DTYPE_BYTES[dtype]
+    held = [min(tokens, int(window)) if t == "sliding_attention" and window else tokens for t in layer_types]
+    return per_token * sum(held)
+
+
+def attention_bytes(config: dict[str, Any], tokens: int, dtype: str) -> int:
+    """Peak eager-attention scratch for one prefill chunk against ``tokens`` keys (scores, probabilities, sinks)."""
+    heads = int(config.get("num_attention_heads", 1))
+    return 3 * heads * min(tokens, PREFILL_CHUNK) * tokens * _DTYPE_BYTES[dtype]
+
+
+def available_bytes(device: str) -> int | None:
+    """Free memory on ``device`` ("cpu", "cuda", "cuda:N"), or None when it cannot be read."""
+    if device.startswith("cuda"):
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        return int(free)
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def read_config(model_dir: Path) -> dict[str, Any]:
+    path = Path(model_dir) / "config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CouldNotRun(f"{model_dir} has no config.json",
+                          hint="point at a model folder from `gptoss fetch`") from None
+    except ValueError as exc:
+        raise CouldNotRun(f"{path} is not valid JSON: {exc}") from None
+
+
+def estimate_memory(
+    model_dir: Path,
+    device: str,
+    dtype: str,
+    *,
+    max_model_len: int | None = None,
+    mxfp4_native: bool = False,
+    available: int | None = None,
+) -> MemoryEstimate:
+    """Estimate what loading ``model_dir`` on ``device`` at ``dtype`` needs; ``available`` overrides the probe."""
+    config = read_config(model_dir)
+    tokens = int(max_model_len or config.get("max_position_embeddings") or 4096)
+    weights = weight_bytes(model_dir, dtype, mxfp4_native=mxfp4_native)
+    kv = kv_cache_bytes(config, tokens, dtype)
+    scratch = attention_bytes(config, tokens, dtype)
+    overhead = max(weights // 20, 256 * 1024**2) + (GIB if device.startswith("cuda") else 0)
+    quant = (config.get("quantization_config") or {}).get("quant_method")
+    how = f"{dtype} weights" if quant != "mxfp4" else (
+        "MXFP4 weights (native)" if mxfp4_native else f"MXFP4 weights dequantised to {dtype}"
+    )
+    detail = (
+        f"{how} {gib(weights)} + KV cache for {tokens} tokens {gib(kv)} + attention scratch {gib(scratch)}"
+        f" + overhead {gib(overhead)}"
+    )
+    free = available if available is not None else available_bytes(device)
+    return MemoryEstimate(weights + kv + scratch + overhead, free, device, detail)
+
+
+def check_memory(
+    model_dir: Path,
+    device: str,
+    dtype: str,
+    *,
+    max_model_len: int | None = None,
+    mxfp4_native: bool = False,
+    available: int | None = None,
+) -> MemoryEstimate:
+    """Like ``estimate_memory``, but raise CouldNotRun with the numbers when the model does not fit."""
+    est = estimate_memory(
+        model_dir, device, dtype, max_model_len=max_model_len, mxfp4_native=mxfp4_native, available=available
+    )
+    if not est.fits:
+        assert est.available_bytes is not None
+        raise CouldNotRun(
+            f"the model in {model_dir} needs about {gib(est.needed_bytes)} on {device} ({est.detail}), "
+            f"but the device has {gib(est.available_bytes)} available",
+            hint="use a device with more memory or a smaller --max-model-len"
+            + (", or --dtype bfloat16" if dtype == "float32" else ""),
+        )
+    return est
+
+
+__all__ = ["MemoryEstimate", "check_memory", "estimate_memory", "read_safetensors_header", "weight_bytes"]
