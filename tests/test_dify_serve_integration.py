@@ -21,6 +21,8 @@ from gptoss_cli.config import Secret
 from gptoss_cli.dify import DifyClient, RegisterOptions, RegisterResult, register
 from tests.dify_fake import FakeDify
 
+from tests.model_fixtures import demo_model_dir  # noqa: F401 - fixture
+
 READY_TIMEOUT = float(os.environ.get("GPTOSS_TEST_DEMO_TIMEOUT", "240"))
 
 
@@ -41,11 +43,14 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def demo_server(tmp_path_factory: pytest.TempPathFactory, demo_model_dir: Path) -> Iterator[str]:  # noqa: F811
     reason = _missing()
     if reason:
         pytest.skip(f"real server not wired up: {reason}")
+    from gptoss_cli.serve.demo import ensure_demo_model
+
     home = tmp_path_factory.mktemp("demo-home")
+    ensure_demo_model(home, seed=0)  # a copy of this process's build: the server finds it cached
     port = _free_port()
     log = home / "serve.log"
     env = {**os.environ, "GPTOSS_HOME": str(home), "HF_HUB_OFFLINE": "1"}
@@ -57,7 +62,7 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         if not _wait_ready(url, proc):
             tail = " | ".join(Path(log).read_text(errors="replace").strip().splitlines()[-5:])
-            pytest.skip(f"`gptoss serve --demo` did not become ready in {READY_TIMEOUT:.0f} s: {tail}")
+            pytest.fail(f"`gptoss serve --demo` did not become ready in {READY_TIMEOUT:.0f} s: {tail}")
         yield url + "/v1"
     finally:
         proc.terminate()
