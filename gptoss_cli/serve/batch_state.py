@@ -1,0 +1,206 @@
+"""The running batch of ``serve/batching.py``: a left-padded ``DynamicCache`` plus per-row sampling (torch inside).
+
+Layout: every row is left-padded to the same length ``T``; ``mask`` (rows × T) marks real tokens. Real tokens of a
+row are contiguous and end at column ``T-1``, so the distance between two tokens is the same in padded and real
+coordinates and the sliding-window mask stays right. Position ids are per row (real positions). Full-attention
+layers keep ``T`` key/value columns; sliding layers keep the last ``min(T, window-1)`` and count ``T`` as their
+cumulative length, exactly as transformers does for a left-padded ``generate()`` batch.
+
+Only the loop thread touches this object. It imports torch at module level: import it lazily.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+from transformers import DynamicCache
+
+PAD_ID = 0
+
+
+class BatchState:
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.rows: list[Any] = []
+        self.cache: Any = None
+        self.mask: torch.Tensor | None = None
+        self._new: tuple[list[Any], Any, torch.Tensor] | None = None
+
+    # -- steps ----------------------------------------------------------------------------------------------------
+    def prefill(self, reqs: list[Any], chunk: int = 256) -> list[int]:
+        """Run the prompts of ``reqs`` (left-padded, ``chunk`` columns per forward so attention scores stay small);
+        return each one's first sampled token."""
+        length = max(len(r.prompt) for r in reqs)
+        ids = torch.full((len(reqs), length), PAD_ID, dtype=torch.long)
+        mask = torch.zeros((len(reqs), length), dtype=torch.long)
+        for i, r in enumerate(reqs):
+            ids[i, length - len(r.prompt):] = torch.tensor(r.prompt, dtype=torch.long)
+            mask[i, length - len(r.prompt):] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
+        cache = DynamicCache(config=self.model.config)
+        logits = None
+        for start in range(0, length, max(1, chunk)):
+            end = min(length, start + max(1, chunk))
+            out = self.model(input_ids=ids[:, start:end], attention_mask=mask[:, :end],
+                             position_ids=positions[:, start:end], cache=cache, use_cache=True, logits_to_keep=1)
+            logits = out.logits[:, -1, :]
+        for r in reqs:
+            r.position = len(r.prompt)
+            r.generator = _generator(self.device, r.params.seed)
+        self._new = (list(reqs), cache, mask)
+        return sample(logits, reqs)
+
+    def merge_pending(self, keep: Callable[[Any], bool]) -> None:
+        """Add the rows prefilled last (those ``keep`` accepts) to the running batch."""
+        assert self._new is not None
+        reqs, cache, mask = self._new
+        self._new = None
+        idx = [i for i, r in enumerate(reqs) if keep(r)]
+        if not idx:
+            return
+        if len(idx) != len(reqs):
+            cache, mask = _select(cache, mask, idx)
+            reqs = [reqs[i] for i in idx]
+        if not self.rows:
+            self.rows, self.cache, self.mask = reqs, cache, mask
+            return
+        self.cache, self.mask = _merge(self.cache, self.mask, cache, mask)
+        self.rows = self.rows + reqs
+
+    def decode(self) -> list[int]:
+        """One step for every row: feed each row's last token, return the next ones."""
+        ids = torch.tensor([[r.generated[-1]] for r in self.rows], dtype=torch.long, device=self.device)
+        positions = torch.tensor([[r.position] for r in self.rows], dtype=torch.long, device=self.device)
+        self.mask = torch.cat([self.mask, torch.ones((len(self.rows), 1), dtype=self.mask.dtype,
+                                                      device=self.device)], dim=-1)
+        out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=positions, cache=self.cache,
+                         use_cache=True)
+        for r in self.rows:
+            r.position += 1
+        return sample(out.logits[:, -1, :], self.rows)
+
+    def drop_finished(self, finished: Callable[[Any], bool]) -> None:
+        if not self.rows:
+            return
+        idx = [i for i, r in enumerate(self.rows) if not finished(r)]
+        if len(idx) == len(self.rows):
+            return
+        if not idx:
+            self.reset()
+            return
+        self.cache, self.mask = _select(self.cache, self.mask, idx)
+        self.rows = [self.rows[i] for i in idx]
+        _trim_leading_padding(self.cache, self)
+
+    def reset(self) -> None:
+        self.rows, self.cache, self.mask, self._new = [], None, None, None
+
+
+# -- cache surgery ------------------------------------------------------------------------------------------------
+def _layer_width(layer: Any, total: int) -> int:
+    if getattr(layer, "is_sliding", False):
+        return min(total, layer.sliding_window - 1)
+    return total
+
+
+def _pad_layer(layer: Any, old_total: int, new_total: int) -> None:
+    if new_total == old_total or layer.keys is None or layer.keys.numel() == 0:
+        if getattr(layer, "is_sliding", False):
+            layer.cumulative_length = new_total
+        return
+    extra = _layer_width(layer, new_total) - layer.keys.shape[-2]
+    if extra > 0:
+        pad = (0, 0, extra, 0)
+        layer.keys = torch.nn.functional.pad(layer.keys, pad)
+        layer.values = torch.nn.functional.pad(layer.values, pad)
+    if getattr(layer, "is_sliding", False):
+        layer.cumulative_length = new_total
+
+
+def _merge(cache_a: Any, mask_a: torch.Tensor, cache_b: Any, mask_b: torch.Tensor) -> tuple[Any, torch.Tensor]:
+    ta, tb = mask_a.shape[1], mask_b.shape[1]
+    total = max(ta, tb)
+    for la, lb in zip(cache_a.layers, cache_b.layers):
+        _pad_layer(la, ta, total)
+        _pad_layer(lb, tb, total)
+        la.keys = torch.cat([la.keys, lb.keys], dim=0)
+        la.values = torch.cat([la.values, lb.values], dim=0)
+    mask_a = torch.nn.functional.pad(mask_a, (total - ta, 0))
+    mask_b = torch.nn.functional.pad(mask_b, (total - tb, 0))
+    return cache_a, torch.cat([mask_a, mask_b], dim=0)
+
+
+def _select(cache: Any, mask: torch.Tensor, idx: Sequence[int]) -> tuple[Any, torch.Tensor]:
+    index = torch.tensor(list(idx), dtype=torch.long, device=mask.device)
+    for layer in cache.layers:
+        if layer.keys is not None and layer.keys.numel():
+            layer.keys = layer.keys.index_select(0, index)
+            layer.values = layer.values.index_select(0, index)
+    return cache, mask.index_select(0, index)
+
+
+def _trim_leading_padding(cache: Any, state: BatchState) -> None:
+    """Drop leading columns that are padding in every row (they only cost compute)."""
+    mask = state.mask
+    real = mask.any(dim=0).nonzero()
+    lead = int(real[0]) if real.numel() else 0
+    if lead <= 0:
+        return
+    total = mask.shape[1]
+    new_total = total - lead
+    for layer in cache.layers:
+        if layer.keys is None or layer.keys.numel() == 0:
+            continue
+        width = _layer_width(layer, new_total)
+        if layer.keys.shape[-2] > width:
+            layer.keys = layer.keys[:, :, -width:, :]
+            layer.values = layer.values[:, :, -width:, :]
+        if getattr(layer, "is_sliding", False):
+            layer.cumulative_length = new_total
+    state.mask = mask[:, lead:]
+
+
+# -- sampling -----------------------------------------------------------------------------------------------------
+def _generator(device: torch.device, seed: int | None) -> torch.Generator:
+    gen = torch.Generator(device=device)
+    if seed is None:
+        gen.seed()
+    else:
+        gen.manual_seed(int(seed) if 0 <= int(seed) < 2**63 else int(seed) % 2**63)
+    return gen
+
+
+def sample(logits: torch.Tensor, reqs: Sequence[Any]) -> list[int]:
+    """Pick each row's next token with that row's own parameters (greedy rows: argmax)."""
+    logits = logits.float()
+    greedy = logits.argmax(dim=-1).tolist()
+    out: list[int] = []
+    for i, r in enumerate(reqs):
+        p = r.params
+        if p.temperature <= 0.0 and not (p.presence_penalty or p.frequency_penalty):
+            out.append(int(greedy[i]))
+            continue
+        row = logits[i]
+        if (p.presence_penalty or p.frequency_penalty) and r.generated:
+            counts = torch.bincount(torch.tensor(r.generated, device=row.device), minlength=row.shape[-1])
+            counts = counts[: row.shape[-1]].to(row.dtype)
+            row = row - p.frequency_penalty * counts - p.presence_penalty * (counts > 0).to(row.dtype)
+        if p.temperature <= 0.0:
+            out.append(int(row.argmax()))
+            continue
+        out.append(_sample_row(row / p.temperature, p.top_p, r.generator))
+    return out
+
+
+def _sample_row(row: torch.Tensor, top_p: float, gen: torch.Generator) -> int:
+    """Same arithmetic as the unbatched ``TransformersEngine._sample``: one seed gives one answer either way."""
+    probs = torch.softmax(row, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < top_p
+        keep[0] = True
+        probs = torch.zeros_like(probs).scatter_(0, order[keep], sorted_probs[keep])
+    return int(torch.multinomial(probs, 1, generator=gen))

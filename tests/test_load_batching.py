@@ -1,0 +1,222 @@
+"""BatchingEngine on a tiny real GptOssForCausalLM: batched greedy == unbatched, per-request sampling, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from gptoss_cli.serve.batching import BatchingEngine, EngineFailure, kv_sizing, parse_bytes  # noqa: E402
+from gptoss_cli.serve.engine import SamplingParams  # noqa: E402
+from tests.load_fixtures import reference_greedy, tiny_gpt_oss, torch_threads  # noqa: E402
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def model():
+    with torch_threads(1):
+        yield tiny_gpt_oss()
+
+
+@pytest.fixture
+def engine(model):
+    steps: list[int] = []
+    eng = BatchingEngine(model, None, max_model_len=256, max_batch=3, prefill_chunk=5,
+                         on_step=lambda rows, s: steps.append(rows))
+    eng.steps = steps
+    eng.load()
+    yield eng
+    eng.close()
+
+
+def run(coro, timeout: float = 60):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def collect(eng, prompt, params, delay=0.0):
+    await asyncio.sleep(delay)
+    return [t async for t in eng.generate(prompt, params)]
+
+
+def test_batched_greedy_equals_unbatched_generate(model, engine):
+    rng = random.Random(3)
+    cases = [([rng.randrange(5, 1000) for _ in range(rng.randint(1, 30))], rng.randint(1, 24), rng.random() * 0.03)
+             for _ in range(10)]
+    expected = [reference_greedy(model, p, n) for p, n, _ in cases]
+
+    async def main():
+        return await asyncio.gather(*[collect(engine, p, SamplingParams(max_tokens=n, temperature=0.0), d)
+                                      for p, n, d in cases])
+
+    got = run(main())
+    assert got == expected
+    assert max(engine.steps) > 1, "requests were never batched together"
+    assert max(engine.steps) <= 3
+
+
+def test_stop_tokens_and_max_model_len(model, engine):
+    prompt = [11, 22, 33, 44]
+    free = reference_greedy(model, prompt, 6)
+    stop = free[2]
+    first_stop = free.index(stop)
+
+    async def main():
+        stopped = await collect(engine, prompt, SamplingParams(max_tokens=6, temperature=0.0,
+                                                               stop_token_ids=(stop,)))
+        capped = await collect(engine, list(range(5, 5 + 250)), SamplingParams(max_tokens=50, temperature=0.0))
+        return stopped, capped
+
+    stopped, capped = run(main())
+    assert stopped == free[: first_stop + 1]  # the stop token itself is yielded
+    assert len(capped) == 256 - 250
+
+
+def test_seeded_sampling_is_reproducible_and_independent_of_the_batch(engine):
+    prompt = [5, 6, 7, 8, 9]
+    seeded = SamplingParams(max_tokens=12, temperature=1.0, top_p=0.9, seed=1234)
+
+    async def alone():
+        return await collect(engine, prompt, seeded)
+
+    async def crowded():
+        others = [collect(engine, [100 + i] * (3 + i), SamplingParams(max_tokens=12, temperature=1.3, seed=i))
+                  for i in range(2)]
+        results = await asyncio.gather(collect(engine, prompt, seeded), *others)
+        return results[0]
+
+    a, b = run(alone()), run(crowded())
+    assert a == b
+    other_seed = run(collect(engine, prompt, SamplingParams(max_tokens=12, temperature=1.0, top_p=0.9, seed=99)))
+    assert other_seed != a
+
+
+def test_greedy_rows_are_untouched_by_sampled_neighbours(model, engine):
+    prompt = [300, 301, 302]
+    expected = reference_greedy(model, prompt, 10)
+
+    async def main():
+        noisy = [collect(engine, [400 + i, 7], SamplingParams(max_tokens=10, temperature=2.0)) for i in range(2)]
+        results = await asyncio.gather(collect(engine, prompt, SamplingParams(max_tokens=10, temperature=0.0)),
+                                       *noisy)
+        return results[0]
+
+    assert run(main()) == expected
+
+
+def test_frequency_penalty_changes_greedy_choice(engine):
+    async def main():
+        plain = await collect(engine, [1, 2, 3], SamplingParams(max_tokens=30, temperature=0.0))
+        penalised = await collect(engine, [1, 2, 3], SamplingParams(max_tokens=30, temperature=0.0,
+                                                                    frequency_penalty=100.0))
+        return plain, penalised
+
+    plain, penalised = run(main())
+    assert len(set(penalised)) == len(penalised)  # a huge penalty forbids any repeat
+    assert len(set(plain)) < len(plain)  # the random tiny model does repeat itself without it
+
+
+def test_cancelled_request_leaves_the_batch_and_others_finish(model, engine):
+    long_prompt = [9, 8, 7]
+    expected = reference_greedy(model, long_prompt, 40)
+
+    async def main():
+        keeper = asyncio.ensure_future(collect(engine, long_prompt, SamplingParams(max_tokens=40, temperature=0.0)))
+        it = engine.generate([1, 1, 1], SamplingParams(max_tokens=200, temperature=0.0))
+        await it.__anext__()
+        await it.__anext__()
+        await it.aclose()
+        return await keeper
+
+    assert run(main()) == expected
+    # the cancelled row stopped early: far fewer than 200 steps ran in total
+    assert len(engine.steps) < 100
+
+
+def test_tiny_kv_budget_serialises_requests(model):
+    steps: list[int] = []
+    eng = BatchingEngine(model, None, max_model_len=256, max_batch=4, kv_cache_bytes=1,
+                         on_step=lambda rows, s: steps.append(rows))
+    eng.load()
+    try:
+        async def main():
+            return await asyncio.gather(*[collect(eng, [i + 5] * 4, SamplingParams(max_tokens=5, temperature=0.0))
+                                          for i in range(3)])
+
+        results = run(main())
+    finally:
+        eng.close()
+    assert all(len(r) == 5 for r in results)
+    assert max(steps) == 1
+
+
+def test_step_failure_fails_that_batch_and_the_loop_survives(model):
+    eng = BatchingEngine(model, None, max_model_len=256, max_batch=2)
+    eng.load()
+    original = model.forward
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("boom")
+        return original(*args, **kwargs)
+
+    model.forward = flaky
+    try:
+        with pytest.raises(EngineFailure):
+            run(collect(eng, [1, 2], SamplingParams(max_tokens=3, temperature=0.0)))
+        assert len(run(collect(eng, [1, 2], SamplingParams(max_tokens=3, temperature=0.0)))) == 3
+    finally:
+        del model.forward
+        eng.close()
+
+
+def test_kv_sizing_and_parse_bytes(model):
+    s = kv_sizing(model.config, 4, parse_bytes("1MiB"), 256)
+    # one full + one sliding layer, 2 kv heads × 16 dims × K and V × 4 bytes
+    assert s.bytes_per_token == 2 * 2 * 16 * 4
+    assert s.sliding_bytes_per_row == 8 * 2 * 2 * 16 * 4
+    assert s.rows_at_full_length() == (1 << 20) // (256 * 256 + 2048)
+    assert parse_bytes("1GiB") == 1 << 30 and parse_bytes("512MB") == 512_000_000
+    assert parse_bytes("2g") == 2_000_000_000 and parse_bytes(4096) == 4096 and parse_bytes("1.5KiB") == 1536
+    for bad in ("lots", "12 parsecs", ""):
+        with pytest.raises(ValueError):
+            parse_bytes(bad)
+
+
+def test_wrapped_transformers_engine_matches_unbatched_greedy_and_seeded(tmp_path):
+    """The real engine alone vs the same engine behind the batching loop, on a tiny model folder."""
+    from gptoss_cli.serve.transformers_engine import TransformersEngine
+    from tests.model_fixtures import make_tiny_model
+
+    folder = make_tiny_model(tmp_path / "tiny")
+    plain = TransformersEngine(folder, device="cpu")
+    batched = BatchingEngine.wrap(TransformersEngine(folder, device="cpu"), max_batch=4)
+    plain.load()
+    batched.load()
+    try:
+        assert batched.max_model_len == plain.max_model_len
+        assert batched.default_stop_token_ids == plain.default_stop_token_ids
+        assert "batched, up to 4" in batched.description
+        prompts = [plain.tokenizer.encode(f"<|start|>user<|message|>question {i}{'?' * i}<|end|><|start|>assistant")
+                   for i in range(4)]
+        cases = [SamplingParams(max_tokens=12, temperature=0.0),
+                 SamplingParams(max_tokens=12, temperature=0.9, top_p=0.8, seed=7),
+                 SamplingParams(max_tokens=12, temperature=1.0, seed=11, frequency_penalty=0.5),
+                 SamplingParams(max_tokens=12, temperature=0.0, presence_penalty=1.0)]
+
+        async def alone():
+            return [await collect(plain, p, c) for p, c in zip(prompts, cases)]
+
+        async def together():
+            return await asyncio.gather(*[collect(batched, p, c) for p, c in zip(prompts, cases)])
+
+        assert run(together()) == run(alone())
+    finally:
+        plain.close()
+        batched.close()
