@@ -1,0 +1,276 @@
+"""``--engine vllm``: run ``vllm serve MODEL_DIR`` as a supervised child on a private loopback port.
+
+The gptoss front stays in front of it (auth, error envelope, backpressure, metrics, access log, Dify-compatible
+fields) and talks to the child through ``UpstreamBackend`` (``upstream.py``). This module builds the exact command
+line and environment (``vllm_argv``, ``vllm_env``) and supervises the child (``ChildSupervisor``): start, wait for
+``/health`` with a bounded timeout, restart a bounded number of times when it dies, give up cleanly, and stop it on
+shutdown (SIGTERM to its process group, SIGKILL after a grace period).
+
+Flag names follow vLLM's gpt-oss recipe (reference/harmony-and-gptoss.md §3.2): ``--reasoning-parser openai_gptoss``,
+``--tool-call-parser openai --enable-auto-tool-choice``; ``VLLM_SYSTEM_START_DATE`` pins the date in the harmony
+system message (§4.3). The child gets a random API key (``VLLM_API_KEY``, in its environment, never on its command
+line) so that other local users cannot bypass the front's authentication through the loopback port.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import socket
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from gptoss_cli.config import FIELDS, Secret
+from gptoss_cli.errors import CouldNotRun, UsageError
+from gptoss_cli.serve.supervisor import ChildFailed, ChildSupervisor
+from gptoss_cli.serve.upstream import UpstreamBackend, UpstreamConfig
+
+EXECUTOR_BACKENDS = ("mp", "ray", "uni", "external_launcher")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+REASONING_PARSER = "openai_gptoss"
+TOOL_CALL_PARSER = "openai"
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "VLLM_NO_USAGE_STATS": "1",  # vLLM reports usage statistics home unless told not to
+    "DO_NOT_TRACK": "1",
+}
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass(frozen=True)
+class VllmOptions:
+    """What ``vllm serve`` is started with (mapped from gptoss's own options)."""
+
+    model_dir: Path
+    served_model_names: tuple[str, ...] = ("gpt-oss-20b",)
+    port: int = 8001
+    host: str = "127.0.0.1"
+    max_model_len: int | None = None
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    distributed_executor_backend: str | None = None
+    dtype: str = "auto"
+    system_start_date: str | None = None
+    gpu_memory_utilization: float | None = None
+    executable: str = "vllm"
+    extra_args: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.served_model_names or not all(self.served_model_names):
+            raise UsageError("vLLM needs at least one non-empty served model name")
+        for name in ("tensor_parallel_size", "pipeline_parallel_size"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        backend = self.distributed_executor_backend
+        if backend is not None and backend not in EXECUTOR_BACKENDS:
+            raise UsageError(
+                f"--distributed-executor-backend must be one of {', '.join(EXECUTOR_BACKENDS)}, got {backend!r}"
+            )
+        if self.dtype not in DTYPES:
+            raise UsageError(f"vLLM dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.system_start_date is not None and not _DATE.match(self.system_start_date):
+            raise UsageError(f"the pinned date must be YYYY-MM-DD, got {self.system_start_date!r}")
+        if self.max_model_len is not None and self.max_model_len < 2:
+            raise UsageError(f"--max-model-len must be at least 2, got {self.max_model_len}")
+        if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization <= 1:
+            raise UsageError("GPU memory utilisation must be in (0, 1]")
+        if not 0 <= self.port < 65536:
+            raise UsageError(f"internal vLLM port out of range: {self.port} (0 picks a free one at start)")
+
+    @property
+    def world_size(self) -> int:
+        return self.tensor_parallel_size * self.pipeline_parallel_size
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def vllm_argv(o: VllmOptions) -> list[str]:
+    """The exact ``vllm serve`` command line. Never ``--trust-remote-code``; safetensors weights only."""
+    argv = [o.executable, "serve", str(o.model_dir),
+            "--served-model-name", *o.served_model_names,
+            "--host", o.host, "--port", str(o.port),
+            "--dtype", o.dtype,
+            "--load-format", "safetensors",
+            "--tensor-parallel-size", str(o.tensor_parallel_size),
+            "--pipeline-parallel-size", str(o.pipeline_parallel_size)]
+    if o.distributed_executor_backend:
+        argv += ["--distributed-executor-backend", o.distributed_executor_backend]
+    if o.max_model_len:
+        argv += ["--max-model-len", str(o.max_model_len)]
+    if o.gpu_memory_utilization:
+        argv += ["--gpu-memory-utilization", f"{o.gpu_memory_utilization:g}"]
+    argv += ["--reasoning-parser", REASONING_PARSER,
+             "--tool-call-parser", TOOL_CALL_PARSER, "--enable-auto-tool-choice",
+             "--disable-uvicorn-access-log"]
+    return argv + list(o.extra_args)
+
+
+def _secret_env_names() -> set[str]:
+    return {name for spec in FIELDS if spec.secret for name in spec.env_names}
+
+
+def vllm_env(o: VllmOptions, *, api_key: str | None = None, base: Mapping[str, str] | None = None,
+             drop: Sequence[str] = ()) -> dict[str, str]:
+    """The child's environment: ours minus our secrets (and ``drop``), plus the offline and pinning variables."""
+    env = dict(os.environ if base is None else base)
+    for name in _secret_env_names() | set(drop):
+        env.pop(name, None)
+    env.update(OFFLINE_ENV)
+    if o.system_start_date:
+        env["VLLM_SYSTEM_START_DATE"] = o.system_start_date
+    if api_key:
+        env["VLLM_API_KEY"] = api_key
+    else:
+        env.pop("VLLM_API_KEY", None)
+    return env
+
+
+def preflight(o: VllmOptions, env: Mapping[str, str]) -> list[str]:
+    """Fail fast on what would make the child fail slowly; return warnings for what may still work."""
+    if shutil.which(o.executable, path=env.get("PATH")) is None:
+        raise CouldNotRun(f"{o.executable!r} not found on PATH",
+                          hint="install vLLM in this environment (pip install vllm, on a CUDA machine)")
+    if not (o.model_dir / "config.json").is_file():
+        raise UsageError(f"{o.model_dir} has no config.json", hint="point MODEL_DIR at the fetched model/ folder")
+    warnings = []
+    base = env.get("TIKTOKEN_ENCODINGS_BASE")
+    if not base or not (Path(base) / "o200k_base.tiktoken").is_file():
+        warnings.append(
+            "vLLM's harmony support reads o200k_base.tiktoken and downloads it when missing, which fails offline: "
+            "set TIKTOKEN_ENCODINGS_BASE to a folder holding that file (see docs/deploy-with-dify.md)"
+        )
+    if o.pipeline_parallel_size > 1 and o.distributed_executor_backend not in ("ray", "mp"):
+        warnings.append("pipeline parallelism across nodes needs --distributed-executor-backend ray")
+    return warnings
+
+
+def free_loopback_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now (the child binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class VllmBackend:
+    """``ChatBackend``: a supervised ``vllm serve`` child plus an ``UpstreamBackend`` pointed at it."""
+
+    def __init__(
+        self,
+        options: VllmOptions,
+        *,
+        env: Mapping[str, str] | None = None,
+        start_timeout: float = 1800.0,
+        max_restarts: int = 2,
+        stop_grace: float = 30.0,
+        on_failure: Callable[[str], None] | None = None,
+        on_output: Callable[[str], None] | None = None,
+        observe: Callable[[Any], None] | None = None,
+        default_reasoning_effort: str | None = None,
+        read_timeout: float = 600.0,
+    ) -> None:
+        self.options = options
+        self.max_model_len = options.max_model_len
+        self._key = secrets.token_urlsafe(24)
+        self._observe = observe
+        self._effort = default_reasoning_effort
+        self._read_timeout = read_timeout
+        self.supervisor = ChildSupervisor(
+            argv=[], env=vllm_env(options, api_key=self._key, base=env), health_url="",
+            start_timeout=start_timeout, max_restarts=max_restarts, stop_grace=stop_grace,
+            on_failure=on_failure, on_output=on_output, before_restart=self._reset_connections, name="vllm",
+        )
+        self.upstream: UpstreamBackend | None = None
+        self.description = (f"vLLM child (tp={options.tensor_parallel_size}, pp={options.pipeline_parallel_size})")
+        if options.port:
+            self._use_port(options.port)
+
+    def _use_port(self, port: int) -> None:
+        """Point the child's command line, its health URL and the proxy at ``port``."""
+        o = self.options = replace(self.options, port=port)
+        self.supervisor.argv = vllm_argv(o)
+        self.supervisor.health_url = o.base_url + "/health"
+        self.description = f"vLLM child on {o.base_url} (tp={o.tensor_parallel_size}, pp={o.pipeline_parallel_size})"
+        self.upstream = UpstreamBackend(
+            UpstreamConfig(url=o.base_url + "/v1", api_key=Secret(self._key), model=o.served_model_names[0],
+                           default_reasoning_effort=self._effort, read_timeout=self._read_timeout),
+            served_model_name=o.served_model_names[0], observe=self._observe, description=self.description,
+        )
+
+    @property
+    def observe(self) -> Callable[[Any], None] | None:
+        return self._observe
+
+    @observe.setter
+    def observe(self, fn: Callable[[Any], None]) -> None:
+        self._observe = fn
+        if self.upstream is not None:
+            self.upstream.observe = fn
+
+    @property
+    def on_failure(self) -> Callable[[str], None] | None:
+        return self.supervisor.on_failure
+
+    @on_failure.setter
+    def on_failure(self, fn: Callable[[str], None] | None) -> None:
+        self.supervisor.on_failure = fn
+
+    def load(self) -> None:
+        """Nothing to load in process (``start()`` starts the child); present for the layers that time ``load``."""
+
+    async def start(self) -> None:
+        if self.upstream is None:  # port 0: pick it now, after the front has bound its own port
+            self._use_port(free_loopback_port(self.options.host))
+        try:
+            await self.supervisor.start()
+        except ChildFailed as exc:
+            raise CouldNotRun(str(exc), hint="see the vLLM output above") from None
+        await self.upstream.start()
+        if self.upstream.max_model_len:
+            self.max_model_len = self.upstream.max_model_len
+
+    async def ready(self) -> bool:
+        return self.supervisor.healthy and await self.supervisor.probe()
+
+    async def complete(self, kind: str, body: dict[str, Any], model: str) -> dict[str, Any]:
+        return await self._proxy().complete(kind, body, model)
+
+    async def open_stream(self, kind: str, body: dict[str, Any], model: str) -> Any:
+        return await self._proxy().open_stream(kind, body, model)
+
+    async def _reset_connections(self) -> None:
+        if self.upstream is not None:
+            await self.upstream.reset_connections()
+
+    def _proxy(self) -> UpstreamBackend:
+        if self.upstream is None:
+            from gptoss_cli.serve.errors import NotReady
+
+            raise NotReady("The vLLM server is still starting; retry shortly.")
+        return self.upstream
+
+    async def close(self) -> None:
+        try:
+            if self.upstream is not None:
+                await self.upstream.close()
+        finally:
+            await self.supervisor.stop()
+
+
+__all__ = [
+    "DTYPES",
+    "EXECUTOR_BACKENDS",
+    "OFFLINE_ENV",
+    "VllmBackend",
+    "VllmOptions",
+    "free_loopback_port",
+    "preflight",
+    "vllm_argv",
+    "vllm_env",
+]

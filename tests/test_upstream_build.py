@@ -1,0 +1,91 @@
+"""Building the request-level backend from the configuration (flags > env > file > default)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from gptoss_cli.config import load_settings
+from gptoss_cli.errors import CouldNotRun, UsageError
+from gptoss_cli.serve.backends import build_backend, check_engine
+from gptoss_cli.serve.upstream import UpstreamBackend
+from gptoss_cli.serve.vllm import VllmBackend
+
+
+def settings(flags: dict, env: dict | None = None):  # noqa: ANN201
+    return load_settings(flags, env=env or {}, cwd=Path("/nonexistent"))
+
+
+def close(backend) -> None:  # noqa: ANN001
+    asyncio.run(backend.close())
+
+
+def test_engine_names() -> None:
+    assert check_engine("vllm") == "vllm"
+    with pytest.raises(UsageError, match="transformers, vllm, upstream"):
+        check_engine("tgi")
+
+
+def test_upstream_from_flags_and_named_key() -> None:
+    s = settings({"serve.upstream_url": "http://up:8000", "serve.upstream_api_key_env": "UP_KEY",
+                  "serve.upstream_model": "gpt-oss:20b"})
+    backend, warnings = build_backend(s, "upstream", env={"UP_KEY": "sk-up"})
+    assert isinstance(backend, UpstreamBackend) and warnings == []
+    assert backend.config.url == "http://up:8000/v1" and backend.upstream_model == "gpt-oss:20b"
+    assert backend.config.api_key.reveal() == "sk-up" and "sk-up" not in repr(backend.config)
+    close(backend)
+
+
+def test_upstream_from_environment() -> None:
+    env = {"GPTOSS_SERVE_UPSTREAM_URL": "https://kserve.internal/openai/v1", "GPTOSS_SERVE_ENGINE": "upstream"}
+    s = settings({}, env)
+    assert s["serve.engine"] == "upstream"
+    backend, _ = build_backend(s, s["serve.engine"], env=env)
+    assert backend.config.url == "https://kserve.internal/openai/v1" and backend.config.api_key is None
+    close(backend)
+
+
+def test_upstream_usage_errors() -> None:
+    with pytest.raises(UsageError, match="needs --upstream-url"):
+        build_backend(settings({}), "upstream")
+    s = settings({"serve.upstream_url": "http://up/v1", "serve.upstream_api_key_env": "MISSING"})
+    with pytest.raises(UsageError, match="MISSING, which is not set"):
+        build_backend(s, "upstream", env={})
+
+
+def test_vllm_backend_options(tmp_path: Path) -> None:
+    exe = tmp_path / "vllm"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    (tmp_path / "config.json").write_text("{}")
+    s = settings({"serve.tensor_parallel_size": 4, "serve.pipeline_parallel_size": 2,
+                  "serve.distributed_executor_backend": "ray", "serve.aliases": ["gpt-oss"],
+                  "serve.current_date": "2026-03-04", "serve.vllm_args": ["--max-num-seqs", "64"],
+                  "serve.max_model_len": 16384})
+    env = {"PATH": str(tmp_path)}
+    backend, warnings = build_backend(s, "vllm", model_dir=tmp_path, env=env)
+    assert isinstance(backend, VllmBackend)
+    assert backend.supervisor.argv == [] and backend.options.port == 0  # the port is picked at start
+    backend._use_port(8123)
+    argv = backend.supervisor.argv
+    assert argv[:3] == ["vllm", "serve", str(tmp_path.resolve())]
+    assert argv[argv.index("--served-model-name") + 1: argv.index("--host")] == ["gpt-oss-20b", "gpt-oss"]
+    assert argv[argv.index("--tensor-parallel-size") + 1] == "4" and argv[-2:] == ["--max-num-seqs", "64"]
+    assert argv[argv.index("--max-model-len") + 1] == "16384"
+    assert backend.supervisor.env["VLLM_SYSTEM_START_DATE"] == "2026-03-04"
+    assert any("TIKTOKEN_ENCODINGS_BASE" in w for w in warnings)
+    close(backend)
+
+
+def test_vllm_usage_errors(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="needs MODEL_DIR"):
+        build_backend(settings({}), "vllm")
+    with pytest.raises(UsageError, match="for --engine upstream"):
+        build_backend(settings({"serve.upstream_url": "http://x/v1"}), "vllm", model_dir=tmp_path)
+    with pytest.raises(UsageError, match="distributed-executor-backend"):
+        build_backend(settings({"serve.distributed_executor_backend": "slurm"}), "vllm", model_dir=tmp_path,
+                      env={"PATH": ""})
+    with pytest.raises(CouldNotRun, match="not found on PATH"):
+        build_backend(settings({}), "vllm", model_dir=tmp_path, env={"PATH": str(tmp_path)})
