@@ -15,6 +15,11 @@ import typer
 
 from gptoss_cli import __version__
 from gptoss_cli.cli import config_cmd, doctor
+from gptoss_cli.cli import fetch
+from gptoss_cli.cli import verify
+from gptoss_cli.cli import audit
+from gptoss_cli.cli import dify
+from gptoss_cli.cli import serve
 from gptoss_cli.cli._errors import report
 from gptoss_cli.cli._options import AppState
 
@@ -55,6 +60,11 @@ def _root(
 
 
 app.command("doctor")(doctor.doctor)
+app.command("fetch")(fetch.fetch)
+app.command("verify")(verify.verify)
+app.command("serve")(serve.serve)
+app.command("audit")(audit.audit)
+app.command("dify-register")(dify.dify_register)
 config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
 config_app.command("show")(config_cmd.show)
 app.add_typer(config_app, name="config")
