@@ -28,6 +28,7 @@ app = typer.Typer(
     help="Private gpt-oss for Dify: fetch, verify, audit, serve and register — offline once the weights are in.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: rich help panels import markdown-it and double start-up time
     add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -65,7 +66,7 @@ app.command("verify")(verify.verify)
 app.command("serve")(serve.serve)
 app.command("audit")(audit.audit)
 app.command("dify-register")(dify.dify_register)
-config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
+config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True, rich_markup_mode=None)
 config_app.command("show")(config_cmd.show)
 app.add_typer(config_app, name="config")
 
