@@ -13,12 +13,8 @@ import time
 from typing import Iterator
 
 import pytest
+from tests.ports import free_port as _free_port
 
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ping(port: int) -> bool:

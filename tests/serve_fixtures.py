@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import threading
 import time
 from typing import Any, Iterator
@@ -12,6 +11,7 @@ from typing import Any, Iterator
 from gptoss_cli.serve.app import create_app
 from gptoss_cli.serve.engine import ScriptedEngine
 from gptoss_cli.serve.settings import ServeSettings
+from tests.ports import free_port
 
 FINAL = (
     "<|channel|>analysis<|message|>User greets. Answer.<|end|>"
@@ -74,11 +74,6 @@ def sse_events(body: str) -> list[Any]:
         events.append(payload if payload == "[DONE]" else json.loads(payload))
     return events
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -141,7 +141,7 @@ def test_redis_roundtrip_and_ttl(redis_url):  # noqa: F811
 
 def test_redis_down_is_a_miss_not_an_error(caplog):
     async def main():
-        from tests.redis_fixtures import _free_port
+        from tests.ports import free_port as _free_port
 
         c = RedisCache(f"redis://user:hunter2@127.0.0.1:{_free_port()}/0", timeout=0.2)
         assert await c.get("k") is None

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from gptoss_cli.dify import DifyClient, RegisterOptions, RegisterResult, registe
 from tests.dify_fake import FakeDify
 
 from tests.model_fixtures import demo_model_dir  # noqa: F401 - fixture
+from tests.ports import free_port as _free_port
 
 READY_TIMEOUT = float(os.environ.get("GPTOSS_TEST_DEMO_TIMEOUT", "240"))
 
@@ -35,11 +35,6 @@ def _missing() -> str | None:
             return f"{module} is not importable yet ({exc})"
     return None
 
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from gptoss_cli.serve.engine import ByteTokenizer, SamplingParams, ScriptedEngin
 from gptoss_cli.serve.metrics import ServeMetrics
 from gptoss_cli.serve.pipeline import GenerationPipeline
 from gptoss_cli.serve.scheduler import Scheduler
+from tests.ports import free_port as _free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -185,11 +186,6 @@ def test_record_is_reachable_from_the_handler_context():
     assert seen[0] is not None and seen[0].path == "/health"
     assert current_record() is None
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

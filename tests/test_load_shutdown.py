@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.serve_fixtures import free_port
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 

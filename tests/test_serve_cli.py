@@ -18,7 +18,8 @@ from gptoss_cli.lockfile import Lock, LockedFile, ModelPin, write_lock
 from gptoss_cli.serve.engine import ScriptedEngine
 from gptoss_cli.serve.runner import base_url, bind, example_curl
 from gptoss_cli.serve.settings import ServeSettings, host_is_loopback
-from tests.serve_fixtures import FINAL, free_port
+from tests.ports import free_port
+from tests.serve_fixtures import FINAL
 
 KEY = "sk-cli-secret-31415926"
 

@@ -21,7 +21,8 @@ from gptoss_cli.serve.upstream import (
     safe_url,
     sse_data,
 )
-from tests.upstream_fixtures import UPSTREAM_KEY, FakeUpstream, free_port
+from tests.ports import free_port
+from tests.upstream_fixtures import UPSTREAM_KEY, FakeUpstream
 
 CHAT = {"model": "gpt-oss-20b", "messages": [{"role": "user", "content": "Capital of France?"}], "max_tokens": 64}
 

@@ -20,7 +20,8 @@ from gptoss_cli.serve.app import create_app
 from gptoss_cli.serve.settings import ServeSettings
 from gptoss_cli.serve.upstream import UpstreamBackend, UpstreamConfig
 from tests.serve_fixtures import WEATHER_TOOL, live_server, sse_events
-from tests.upstream_fixtures import UPSTREAM_KEY, FakeUpstream, free_port
+from tests.ports import free_port
+from tests.upstream_fixtures import UPSTREAM_KEY, FakeUpstream
 
 FRONT_KEY = "front-key-7d1c0b"
 AUTH = {"Authorization": f"Bearer {FRONT_KEY}"}

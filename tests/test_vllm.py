@@ -15,7 +15,8 @@ import pytest
 from gptoss_cli.errors import CouldNotRun, UsageError
 from gptoss_cli.serve.supervisor import ChildFailed, ChildSupervisor
 from gptoss_cli.serve.vllm import OFFLINE_ENV, VllmBackend, VllmOptions, free_loopback_port, preflight, vllm_argv, vllm_env
-from tests.upstream_fixtures import free_port, write_fake_vllm
+from tests.ports import free_port
+from tests.upstream_fixtures import write_fake_vllm
 
 
 CHILD = textwrap.dedent('''

@@ -31,11 +31,6 @@ from starlette.routing import Route
 UPSTREAM_KEY = "sk-upstream-SECRET-4f1e9a"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 class FakeUpstream:
     def __init__(self, *, model: str = "gpt-oss-20b", max_model_len: int = 8192, require_key: str | None = None):
