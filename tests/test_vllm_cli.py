@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.upstream_fixtures import UPSTREAM_KEY, FakeUpstream, free_port, write_fake_vllm
+from tests.ports import free_port
+from tests.upstream_fixtures import UPSTREAM_KEY, FakeUpstream, write_fake_vllm
 
 FRONT_KEY = "front-cli-key-93ab"
 AUTH = {"Authorization": f"Bearer {FRONT_KEY}"}
