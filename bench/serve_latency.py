@@ -1,7 +1,7 @@
 """HTTP overhead of `gptoss serve`: p50 latency of a 16-token chat request over HTTP minus p50 of generating the same
 tokens in-process, on the demo model, measured in the same run with the same engine object.
 
-    python bench/serve_latency.py [--runs 30] [--tokens 16] [--threads 1] [--home DIR] [--scripted] [--layers]
+    python bench/serve_latency.py [--runs 30] [--tokens 16] [--threads 1] [--scripted] [--layers]
 
 The in-process side calls ``engine.generate`` with exactly the prompt ids and SamplingParams the server builds for
 the request (greedy); the HTTP side is a non-streaming ``POST /v1/chat/completions`` over a kept-alive connection to
@@ -19,7 +19,6 @@ import asyncio
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -61,11 +60,10 @@ def _engine(args: argparse.Namespace) -> Any:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from gptoss_cli.serve.demo import ensure_demo_model
+    from gptoss_cli.demo import demo_model_dir
     from gptoss_cli.serve.transformers_engine import TransformersEngine
 
-    home = Path(args.home) if args.home else Path(tempfile.gettempdir()) / "gptoss-bench-home"
-    model_dir = ensure_demo_model(home, progress=lambda msg: print(f"  {msg}", file=sys.stderr))
+    model_dir = demo_model_dir()
     return TransformersEngine(model_dir, device="cpu", dtype="float32", max_model_len=None)
 
 
@@ -81,7 +79,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--tokens", type=int, default=16)
-    parser.add_argument("--home", help="GPTOSS_HOME for the demo model cache (default: a temp dir)")
     parser.add_argument("--scripted", action="store_true", help="scripted engine instead of the demo model")
     parser.add_argument("--layers", action="store_true", help="install the scheduler/metrics/access-log layers")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")

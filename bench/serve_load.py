@@ -6,7 +6,7 @@
 ``transformers serve`` always loads with a ``device_map`` and so needs ``accelerate``, which gptoss does not: give it
 to the peer only, e.g. ``pip install --target /tmp/peer --no-deps accelerate psutil`` and ``--peer-path /tmp/peer``.
 
-MODEL_DIR defaults to the demo model (built once under GPTOSS_HOME). Both servers run on 127.0.0.1 with the same
+MODEL_DIR defaults to the demo model shipped in gptoss_cli/demo/model. Both servers run on 127.0.0.1 with the same
 torch thread count, one after the other (never at the same time, so they do not steal each other's cores). For each
 concurrency level every client sends ``--rounds`` streamed chat requests (distinct prompts, temperature 0,
 ``max_tokens`` = ``--tokens``). Printed per server and level: completion tokens/s (all tokens / wall time), time to
@@ -192,10 +192,9 @@ def measure(target: Target, argv: list[str], ready_path: str, levels: list[int],
 
 
 def demo_dir() -> Path:
-    from gptoss_cli.config import load_settings
-    from gptoss_cli.serve.demo import ensure_demo_model
+    from gptoss_cli.demo import demo_model_dir
 
-    return Path(ensure_demo_model(load_settings().home, progress=lambda msg: print(msg, file=sys.stderr)))
+    return demo_model_dir()
 
 
 def main() -> None:

@@ -91,7 +91,7 @@ def _f(key: str, kind: str, default: Any, help: str, *env: str, secret: bool = F
 
 FIELDS: tuple[FieldSpec, ...] = (
     # -- the tool itself
-    _f("home", "path", "~/.cache/gptoss", "the tool's own state (demo model cache, ...)"),
+    _f("home", "path", "~/.cache/gptoss", "the tool's own state"),
     _f("debug", "bool", False, "print full tracebacks on errors"),
     # -- fetch
     _f("fetch.dest", "path", "./gpt-oss", "destination folder (code/, model/, gptoss.lock.json)"),

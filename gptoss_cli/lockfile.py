@@ -15,7 +15,8 @@ lock are POSIX paths relative to that model folder. A lock looks like::
 
 ``code`` or ``model`` is ``null`` when that part was never fetched. ``hash_source`` records where the expected hash
 came from: ``lfs`` (the endpoint's LFS metadata), ``git-blob`` (hashed locally after the bytes matched the git blob
-id the endpoint listed), or ``modelscope`` (the ModelScope file API). Keys and paths are sorted so locks diff
+id the endpoint listed), ``modelscope`` (the ModelScope file API), or ``local`` (hashed where the files were made: the
+shipped demo model's lock, whose ``model.source`` is ``local`` too). Keys and paths are sorted so locks diff
 cleanly, endpoints and URLs never carry credentials, and the file is written atomically.
 """
 
@@ -38,8 +39,8 @@ SCHEMA_VERSION = 1
 LOCK_NAME = "gptoss.lock.json"
 MODEL_DIRNAME = "model"
 CODE_DIRNAME = "code"
-HASH_SOURCES = ("lfs", "git-blob", "modelscope")
-SOURCES = ("hf", "modelscope")
+HASH_SOURCES = ("lfs", "git-blob", "modelscope", "local")
+SOURCES = ("hf", "modelscope", "local")
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 GIT_COMMIT = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")  # a full SHA-1 or SHA-256 object id

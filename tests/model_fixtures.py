@@ -1,7 +1,7 @@
 """Real model folders made small, for engine and server tests (import the helpers/fixtures you need).
 
-- ``demo_model_dir`` (fixture): the embedded demo model, built once per test process (about a minute on 2 cores)
-  into a session temp dir and shared by every module that imports the fixture.
+- ``demo_model_dir`` (fixture): the demo model that ships in ``gptoss_cli/demo/model`` (read-only package data;
+  never trained at test time).
 - ``make_tiny_model(path, ...)``: a randomly initialised tiny ``GptOssForCausalLM`` (MoE, sinks, sliding window)
   saved as safetensors with a small byte-level tokenizer that carries the harmony special tokens.
 - ``make_tiny_mxfp4_model(path)``: the same architecture saved in the MXFP4 checkpoint layout of the real 20b
@@ -24,7 +24,6 @@ HARMONY_SPECIALS = (
     "<|startoftext|>", "<|endoftext|>", "<|return|>", "<|constrain|>", "<|channel|>", "<|start|>", "<|end|>",
     "<|message|>", "<|call|>",
 )
-_BUILT: dict[int, Path] = {}
 _OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
@@ -44,19 +43,17 @@ def load_engine(engine: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
-def demo_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo model folder (seed 0), built at most once per test process."""
-    if 0 not in _BUILT:
-        from gptoss_cli.serve.demo import ensure_demo_model
+def demo_model_dir() -> Path:
+    """The shipped demo model folder."""
+    from gptoss_cli.demo import demo_model_dir as shipped
 
-        _BUILT[0] = ensure_demo_model(tmp_path_factory.mktemp("demo-home"), seed=0)
-    return _BUILT[0]
+    return shipped()
 
 
 def tiny_config(vocab_size: int, **overrides: Any) -> Any:
     from transformers import GptOssConfig
 
-    from gptoss_cli.serve.demo import yarn_rope
+    from gptoss_cli.demo.train import yarn_rope
 
     values: dict[str, Any] = dict(
         vocab_size=vocab_size, hidden_size=64, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,

@@ -27,7 +27,7 @@ READY_TIMEOUT = float(os.environ.get("GPTOSS_TEST_DEMO_TIMEOUT", "240"))
 
 
 def _missing() -> str | None:
-    for module, attr in (("gptoss_cli.serve.app", "create_app"), ("gptoss_cli.serve.demo", "ensure_demo_model")):
+    for module, attr in (("gptoss_cli.serve.app", "create_app"), ("gptoss_cli.demo", "demo_model_dir")):
         try:
             if not hasattr(importlib.import_module(module), attr):
                 return f"{module}.{attr} is not available yet"
@@ -42,10 +42,7 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory, demo_model_dir: Path) 
     reason = _missing()
     if reason:
         pytest.skip(f"real server not wired up: {reason}")
-    from gptoss_cli.serve.demo import ensure_demo_model
-
-    home = tmp_path_factory.mktemp("demo-home")
-    ensure_demo_model(home, seed=0)  # a copy of this process's build: the server finds it cached
+    home = tmp_path_factory.mktemp("demo-home")  # the shipped demo model needs nothing written here
     port = _free_port()
     log = home / "serve.log"
     env = {**os.environ, "GPTOSS_HOME": str(home), "HF_HUB_OFFLINE": "1"}
@@ -58,6 +55,7 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory, demo_model_dir: Path) 
         if not _wait_ready(url, proc):
             tail = " | ".join(Path(log).read_text(errors="replace").strip().splitlines()[-5:])
             pytest.fail(f"`gptoss serve --demo` did not become ready in {READY_TIMEOUT:.0f} s: {tail}")
+        assert not (home / "demo").exists()  # the shipped model is served in place: nothing built or cached
         yield url + "/v1"
     finally:
         proc.terminate()

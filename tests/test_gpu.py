@@ -29,10 +29,10 @@ if not _cuda():
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from gptoss_cli.serve.demo import ensure_demo_model
+def demo_dir() -> Path:
+    from gptoss_cli.demo import demo_model_dir
 
-    return Path(ensure_demo_model(tmp_path_factory.mktemp("home")))
+    return demo_model_dir()
 
 
 def _engine(folder: Path, dtype: str = "auto") -> Any:

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def demo_server(demo_model_dir):  # noqa: F811
-    from gptoss_cli.serve.demo import DEMO_CURRENT_DATE
+    from gptoss_cli.demo import DEMO_CURRENT_DATE
     from gptoss_cli.serve.transformers_engine import TransformersEngine
 
     engine = TransformersEngine(demo_model_dir, device="cpu", dtype="float32")

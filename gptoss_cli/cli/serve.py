@@ -49,7 +49,7 @@ def serve(
         typer.Option(help="Date in the system prompt, YYYY-MM-DD, for reproducible output. (default: today)"),
     ] = None,
     demo: Annotated[
-        bool, typer.Option("--demo", help="Serve the tiny built-in demo model (built once, offline).")
+        bool, typer.Option("--demo", help="Serve the tiny demo model shipped with gptoss (offline, no downloads).")
     ] = False,
     skip_verify: Annotated[
         bool, typer.Option("--skip-verify", help="Do not re-hash the model against gptoss.lock.json first.")
@@ -134,8 +134,10 @@ def serve(
     overrides: dict[str, Any] = {}
     folder: Optional[Path] = None
     if demo:
-        folder = _demo_model(settings, out)
+        folder = _demo_model()
         overrides["current_date"] = settings.get("serve.current_date") or _demo_date()
+        if not skip_verify:
+            _verify(folder, settings, out)
     elif kind == "upstream":
         if model_dir is not None:
             raise UsageError("--engine upstream serves the upstream's model: drop MODEL_DIR")
@@ -200,14 +202,14 @@ def _verify(folder: Path, settings: Settings, out: Output) -> None:
                           hint="run `gptoss verify` for details, or --skip-verify to serve anyway")
 
 
-def _demo_model(settings: Settings, out: Output) -> Path:
-    from gptoss_cli.serve.demo import ensure_demo_model
+def _demo_model() -> Path:
+    from gptoss_cli.demo import demo_model_dir
 
-    return Path(ensure_demo_model(settings.home, progress=lambda msg: out.info(f"gptoss: {msg}")))
+    return demo_model_dir()
 
 
 def _demo_date() -> str:
-    from gptoss_cli.serve.demo import DEMO_CURRENT_DATE
+    from gptoss_cli.demo import DEMO_CURRENT_DATE
 
     return DEMO_CURRENT_DATE
 

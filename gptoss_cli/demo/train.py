@@ -1,27 +1,24 @@
-"""The embedded demo model: a tiny gpt-oss, built and trained locally in well under a minute, no downloads.
+"""Build (train) the demo model that ships in ``gptoss_cli/demo/``: developers only, never at run time.
 
-``ensure_demo_model(home)`` returns a model folder that ``TransformersEngine`` loads like the real one:
-``GptOssForCausalLM`` with the real architecture at toy size (mixture of experts with a top-k router, attention
-sinks, alternating sliding-window / full attention layers, YaRN RoPE), safetensors weights, a byte-level BPE
-``tokenizer.json`` that carries the harmony special tokens, ``tokenizer_config.json`` and ``generation_config.json``
-(eos = ``<|return|>``, ``<|endoftext|>``, ``<|call|>`` like the real model).
+``python scripts/build_demo_model.py`` calls :func:`build_shipped`, which writes ``model/`` and ``gptoss.lock.json``
+beside this module. The model is ``GptOssForCausalLM`` with the real architecture at toy size (mixture of experts
+with a top-k router, attention sinks, alternating sliding-window / full attention layers, YaRN RoPE), safetensors
+weights, a byte-level BPE ``tokenizer.json`` that carries the harmony special tokens, ``tokenizer_config.json`` and
+``generation_config.json`` (eos = ``<|return|>``, ``<|endoftext|>``, ``<|call|>`` like the real model).
 
-It is trained for a few hundred steps on synthetic harmony conversations (``demo_corpus.py``) rendered exactly like
-the server's prompts, with the loss on the assistant completion only. Greedy decoding then answers in well-formed
-harmony: ``analysis`` → ``final`` → ``<|return|>``, and ``analysis`` → ``to=functions.NAME`` call with JSON
-arguments → ``<|call|>`` when tools are offered and the question needs one. The model knows nothing: its answers are a few
-canned sentences per kind of question, and it does not copy words from the question (too hard to learn in seconds),
-so tool arguments carry a plausible but arbitrary value.
+It is trained on synthetic harmony conversations (``corpus.py``) rendered exactly like the server's prompts, with
+the loss on the assistant completion only. Greedy decoding then answers in well-formed harmony: ``analysis`` →
+``final`` → ``<|return|>``, and ``analysis`` → ``to=functions.NAME`` call with JSON arguments → ``<|call|>`` when
+tools are offered and the question needs one. The model knows nothing: its answers are a few canned sentences per
+kind of question, and tool arguments carry a plausible but arbitrary value.
 
-Builds are deterministic (same seed, same software and CPU → byte-identical files: seeded RNGs, one thread,
-deterministic algorithms) and cached under ``home/demo/<DEMO_VERSION>-seed<seed>/``; a build happens in a temporary
-folder that is renamed into place when complete. The marker file records a fingerprint of the rendered prompts, so
-a change in the server's harmony renderer triggers a rebuild.
+Training is deterministic on one machine (seeded RNGs, one thread, deterministic algorithms), but float results
+differ between CPUs: that is why the result is shipped (with its SHA-256 in the lock) instead of rebuilt by users
+or tests.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -31,89 +28,68 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from gptoss_cli.serve.demo_corpus import Example, Setup, render_prompt, sample_example, sample_setup
+from gptoss_cli.demo import DEMO_CURRENT_DATE, DEMO_MAX_MODEL_LEN, DEMO_VERSION, LOCK_NAME, MARKER
+from gptoss_cli.demo.corpus import Example, Setup, prompt_fingerprint, render_prompt, sample_example, sample_setup
 
-DEMO_VERSION = "1"
-DEMO_CURRENT_DATE = "2025-08-05"  # the server passes this date to render_chat for --demo (training used it)
-DEMO_MAX_MODEL_LEN = 4096
-MARKER = "gptoss-demo.json"
-TRAIN_STEPS = 200
+TRAIN_STEPS = 600
 SPECIAL_TOKENS = (
     "<|startoftext|>", "<|endoftext|>", "<|return|>", "<|constrain|>", "<|channel|>", "<|start|>", "<|end|>",
     "<|message|>", "<|call|>",
 )
+LOCK_CREATED_AT = "2025-08-05T00:00:00Z"  # fixed, so a rebuild with the same result gives the same lock bytes
 _VOCAB = 1024
 _GROUPS, _PER_GROUP = 2, 8  # a step = 2 setups (shared system+developer prefix) x 8 conversations
 _LR, _WARMUP = 5e-3, 20
 
 Progress = Callable[[str], None]
-_BUILT_IN_PROCESS: dict[tuple[int, str], Path] = {}  # (seed, fingerprint) → folder built earlier in this process
 
 
 def _noop(_: str) -> None:
     pass
 
 
-def demo_dir(home: Path, seed: int = 0) -> Path:
-    return Path(home) / "demo" / f"{DEMO_VERSION}-seed{seed}"
+def build_shipped(root: Path, *, seed: int = 0, steps: int = TRAIN_STEPS, progress: Progress | None = None) -> Path:
+    """Build the demo model into ``root/model`` and write ``root/gptoss.lock.json``; returns the lock path.
 
-
-def prompt_fingerprint() -> str:
-    """Hash of a few rendered training prompts: changes when the server's harmony renderer changes."""
-    rng = random.Random(1234)
-    text = "".join(render_prompt(sample_example(rng, sample_setup(rng)), DEMO_CURRENT_DATE) for _ in range(8))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def ensure_demo_model(home: Path, *, seed: int = 0, progress: Progress | None = None) -> Path:
-    """Return the demo model folder for ``seed``, building it (once, no downloads) when missing or stale."""
+    The build happens in a temporary folder beside ``root/model`` and replaces it only when complete."""
     say = progress or _noop
-    target = demo_dir(home, seed)
-    fingerprint = prompt_fingerprint()
-    if _marker_matches(target, fingerprint):
-        _BUILT_IN_PROCESS.setdefault((seed, fingerprint), target)
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".model.", dir=root))
     try:
-        earlier = _BUILT_IN_PROCESS.get((seed, fingerprint))
-        if earlier is not None and _marker_matches(earlier, fingerprint):
-            # builds are deterministic: a copy of this process's earlier build is the same model
-            shutil.copytree(earlier, tmp, dirs_exist_ok=True)
-        else:
-            say(f"building the demo model in {target} (first run only, about 30-60 s on a CPU)")
-            started = time.monotonic()
-            build_demo_model(tmp, seed=seed, progress=say)
-            say(f"demo model ready after {time.monotonic() - started:.0f} s")
+        started = time.monotonic()
+        build_demo_model(tmp, seed=seed, steps=steps, progress=say)
         tmp.chmod(0o755)  # mkdtemp made it private
-        _install(tmp, target, fingerprint)
+        lock_text = lock_json(tmp)
+        target = root / "model"
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=".model.old.", dir=root))
+            os.replace(target, old / "model")
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(tmp, target)
+        from gptoss_cli.lockfile import atomic_write_text
+
+        atomic_write_text(root / LOCK_NAME, lock_text)
+        say(f"demo model built in {time.monotonic() - started:.0f} s")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    _BUILT_IN_PROCESS[(seed, fingerprint)] = target
-    return target
+    return root / LOCK_NAME
 
 
-def _marker_matches(target: Path, fingerprint: str) -> bool:
-    try:
-        marker = json.loads((target / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return marker.get("prompt_fingerprint") == fingerprint and marker.get("version") == DEMO_VERSION
+def lock_json(model_dir: Path) -> str:
+    """The lock text for the files in ``model_dir`` (every file, hashed here: ``hash_source`` ``local``)."""
+    import hashlib
 
+    from gptoss_cli.lockfile import Lock, LockedFile, ModelPin
 
-def _install(tmp: Path, target: Path, fingerprint: str) -> None:
-    """Move a finished build into place; a concurrent builder that got there first wins."""
-    if _marker_matches(target, fingerprint):
-        return
-    if target.exists():  # stale (older renderer) or incomplete: move it aside, then delete it
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-        os.replace(target, old / "model")
-        shutil.rmtree(old, ignore_errors=True)
-    try:
-        os.replace(tmp, target)
-    except OSError:
-        if not _marker_matches(target, fingerprint):
-            raise
+    files = []
+    for path in sorted(p for p in Path(model_dir).iterdir() if p.is_file()):
+        data = path.read_bytes()
+        files.append(LockedFile(path.name, len(data), hashlib.sha256(data).hexdigest(), "local"))
+    pin = ModelPin(source="local", repo_id="gptoss/demo", commit=f"demo-v{DEMO_VERSION}",
+                   endpoint="package:gptoss_cli.demo")
+    lock = Lock(code=None, model=pin, files=tuple(files), created_at=LOCK_CREATED_AT)
+    return json.dumps(lock.to_dict(), indent=2, sort_keys=True) + "\n"
 
 
 def build_demo_model(out: Path, *, seed: int = 0, steps: int = TRAIN_STEPS, progress: Progress | None = None) -> None:
@@ -272,7 +248,7 @@ def _save(out: Path, model: Any, tokenizer: Any, *, seed: int, steps: int, loss:
     _write_json(out / "special_tokens_map.json", special)
     marker = {
         "version": DEMO_VERSION, "seed": seed, "train_steps": steps, "final_loss": round(loss, 4),
-        "current_date": DEMO_CURRENT_DATE, "prompt_fingerprint": prompt_fingerprint(),
+        "current_date": DEMO_CURRENT_DATE, "prompt_fingerprint": prompt_fingerprint(DEMO_CURRENT_DATE),
         "note": "tiny gpt-oss demo model built by gptoss; it knows nothing, it only speaks harmony",
     }
     _write_json(out / MARKER, marker)
@@ -282,4 +258,4 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-__all__ = ["DEMO_CURRENT_DATE", "DEMO_MAX_MODEL_LEN", "DEMO_VERSION", "build_demo_model", "ensure_demo_model"]
+__all__ = ["TRAIN_STEPS", "build_demo_model", "build_shipped", "lock_json", "yarn_rope"]

@@ -3,10 +3,8 @@
 Every example is an OpenAI-style conversation (messages + tools + reasoning effort) plus the harmony completion the
 model should produce for it: ``analysis`` then ``final`` then ``<|return|>``, or ``analysis`` then a
 ``to=functions.NAME`` call with JSON arguments then ``<|call|>``. Prompts are rendered by
-``gptoss_cli.serve.harmony.render_chat`` -- exactly what the server sends -- and, while that renderer is not
-available, by ``render_fallback`` below, which follows the harmony format (reference §2) byte for byte (checked
-against openai-harmony on this corpus; the only difference from ``render_chat`` is ``json`` instead of
-``<|constrain|>json`` in replayed tool calls).
+``gptoss_cli.serve.harmony.render_chat`` -- exactly what the server sends. Used only to (re)build the shipped
+demo model (``scripts/build_demo_model.py``) and to fingerprint the rendering it was trained on.
 
 The patterns are few and templated on purpose: a tiny model learns them in seconds. Plain answers are one canned
 reply per kind of message (greeting, identity, question needing live data without tools, any other question); with
@@ -231,84 +229,22 @@ def sample_example(rng: random.Random, setup: Setup) -> Example:
     return Example(tuple(messages), setup.tools, setup.effort, chat_completion(*REPLIES["after_tool"]), {"kind": kind})
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Rendering: the server's renderer when it exists, else a faithful fallback (harmony format, reference §2).
-
-
 def render_prompt(example: Example, current_date: str) -> str:
-    """The prompt the server would render for ``example`` (ends with ``<|start|>assistant``)."""
-    try:
-        from gptoss_cli.serve.harmony import RenderOptions, render_chat
+    """The prompt the server renders for ``example`` (ends with ``<|start|>assistant``)."""
+    from gptoss_cli.serve.harmony import RenderOptions, render_chat
 
-        options = RenderOptions(reasoning_effort=example.effort, current_date=current_date)
-        return render_chat(list(example.messages), tools=list(example.tools) or None, options=options)
-    except NotImplementedError:
-        return render_fallback(example.messages, example.tools, example.effort, current_date)
+    options = RenderOptions(reasoning_effort=example.effort, current_date=current_date)
+    return render_chat(list(example.messages), tools=list(example.tools) or None, options=options)
 
 
-def render_fallback(
-    messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]], effort: str, current_date: str
-) -> str:
-    system = (
-        "You are ChatGPT, a large language model trained by OpenAI.\nKnowledge cutoff: 2024-06\n"
-        f"Current date: {current_date}\n\nReasoning: {effort}\n\n"
-        "# Valid channels: analysis, commentary, final. Channel must be included for every message."
-    )
-    if tools:
-        system += "\nCalls to these tools must go to the commentary channel: 'functions'."
-    out = [f"<|start|>system<|message|>{system}<|end|>"]
-    instructions = "\n\n".join(m["content"] for m in messages if m["role"] in ("system", "developer"))
-    sections = [f"# Instructions\n\n{instructions}"] if instructions else []
-    if tools:
-        sections.append(_tools_section(tools))
-    if sections:
-        out.append("<|start|>developer<|message|>" + "\n\n".join(sections) + "<|end|>")
-    names: dict[str, str] = {}
-    for m in messages:
-        if m["role"] == "user":
-            out.append(f"<|start|>user<|message|>{m['content']}<|end|>")
-        elif m["role"] == "assistant" and m.get("tool_calls"):
-            if m.get("reasoning_content"):
-                out.append(f"<|start|>assistant<|channel|>analysis<|message|>{m['reasoning_content']}<|end|>")
-            for call in m["tool_calls"]:
-                fn = call["function"]
-                names[call["id"]] = fn["name"]
-                out.append(
-                    f"<|start|>assistant to=functions.{fn['name']}<|channel|>commentary json<|message|>"
-                    f"{fn['arguments']}<|call|>"
-                )
-        elif m["role"] == "assistant":
-            out.append(f"<|start|>assistant<|channel|>final<|message|>{m['content']}<|end|>")
-        elif m["role"] == "tool":
-            name = names.get(m.get("tool_call_id", ""), "unknown")
-            out.append(f"<|start|>functions.{name} to=assistant<|channel|>commentary<|message|>{m['content']}<|end|>")
-    out.append("<|start|>assistant")
-    return "".join(out)
+def prompt_fingerprint(current_date: str) -> str:
+    """Hash of a few rendered training prompts: it changes when the server's harmony renderer changes, and then the
+    shipped demo model (trained on the old rendering) must be rebuilt."""
+    import hashlib
+
+    rng = random.Random(1234)
+    text = "".join(render_prompt(sample_example(rng, sample_setup(rng)), current_date) for _ in range(8))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _tools_section(tools: Sequence[dict[str, Any]]) -> str:
-    lines = ["# Tools", "", "## functions", "", "namespace functions {", ""]
-    for tool in tools:
-        fn = tool["function"]
-        if fn.get("description"):
-            lines.append(f"// {fn['description']}")
-        props = (fn.get("parameters") or {}).get("properties") or {}
-        if not props:
-            lines += [f"type {fn['name']} = () => any;", ""]
-            continue
-        required = set((fn.get("parameters") or {}).get("required") or ())
-        lines.append(f"type {fn['name']} = (_: {{")
-        for pname, spec in props.items():
-            if spec.get("description"):
-                lines.append(f"// {spec['description']}")
-            ptype = " | ".join(json.dumps(v) for v in spec["enum"]) if "enum" in spec else spec.get("type", "any")
-            line = f"{pname}{'' if pname in required else '?'}: {ptype},"
-            if "default" in spec:
-                line += f" // default: {spec['default']}"
-            lines.append(line)
-        lines += ["}) => any;", ""]
-    lines.append("} // namespace functions")
-    return "\n".join(lines)
-
-
-__all__ = ["TOOLS", "Example", "Setup", "render_fallback", "render_prompt", "sample_example", "sample_setup"]
+__all__ = ["TOOLS", "Example", "Setup", "prompt_fingerprint", "render_prompt", "sample_example", "sample_setup"]
