@@ -194,7 +194,10 @@ class AccessLogMiddleware:
                 headers.append((b"x-request-id", rec.id.encode("latin-1")))
                 message["headers"] = headers
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                done = True
+                # The last body message of a stream whose client already left reaches nobody (the server drops
+                # it): the request stays unfinished, 499. The reader only sees the server's own end-of-response
+                # disconnect after this send, so a completed response is never mistaken for a dropped one.
+                done = not rec.disconnected.done()
             await send(message)
 
         token = _current.set(rec)
