@@ -162,8 +162,24 @@ def serve(
     sock = bind(serve_settings.host, serve_settings.port)
     url = base_url(serve_settings.host, sock.getsockname()[1])
     out.info(f"gptoss: loading {folder} ..." if kind == "transformers" else f"gptoss: starting {engine.description}")
-    serve_app(serve_settings, engine, sock, configure=install,
+    serve_app(serve_settings, engine, sock, configure=install, on_force=_exit_soon,
               on_ready=lambda: _say(out, ready_line(serve_settings, url, engine.description)))
+
+
+def _exit_soon(grace: float = 5.0) -> None:
+    """After a second signal: exit 130 within ``grace`` seconds even if a worker thread (a generation that cannot
+    be interrupted mid-step) would keep the interpreter alive."""
+    import os
+    import sys
+    import threading
+
+    def hard_exit() -> None:
+        sys.stderr.flush()
+        os._exit(130)
+
+    timer = threading.Timer(grace, hard_exit)
+    timer.daemon = True
+    timer.start()
 
 
 def _say(out: Output, line: str) -> None:

@@ -10,7 +10,7 @@ import shlex
 import socket
 from typing import Any, Callable
 
-from gptoss_cli.errors import CouldNotRun, GptossError
+from gptoss_cli.errors import CouldNotRun, GptossError, Interrupted
 from gptoss_cli.serve.engine import Engine
 from gptoss_cli.serve.settings import ServeSettings
 
@@ -67,11 +67,13 @@ def serve_app(
     on_ready: Callable[[], None] | None = None,
     log_level: str = "warning",
     configure: Callable[[Any], None] | None = None,
+    on_force: Callable[[], None] | None = None,
 ) -> None:
     """Serve until a signal stops uvicorn. A model that fails to load stops the server and raises CouldNotRun.
 
     ``configure(app)`` may add layers (scheduler, metrics, …) to the app before it starts; when it sets
-    ``app.state.drain``, shutdown signals drain in-flight requests first (``serve/shutdown.py``).
+    ``app.state.drain``, shutdown signals drain in-flight requests first (``serve/shutdown.py``). A second signal
+    cuts the drain short and raises ``Interrupted`` (exit 130); ``on_force`` is called from its signal handler.
     """
     import uvicorn
 
@@ -100,10 +102,12 @@ def serve_app(
     if callable(drain):
         from gptoss_cli.serve.shutdown import make_server
 
-        server = make_server(app, config, drain, settings.drain_timeout)
+        server = make_server(app, config, drain, settings.drain_timeout, on_force=on_force)
     else:
         server = uvicorn.Server(config)
     server.run(sockets=[sock])
+    if getattr(server, "forced", False):
+        raise Interrupted("stopped by a second signal; requests still running were cut off")
     if failure:
         exc = failure[0]
         if isinstance(exc, GptossError):
