@@ -107,10 +107,10 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the model over an OpenAI-compatible API (chat, completions, models; harmony-aware)."""
-    from gptoss_cli.serve.backends import REQUEST_LEVEL_CONCURRENCY, REQUEST_LEVEL_QUEUE, build_backend, check_engine
-    from gptoss_cli.serve.layers import batching_engine, install
-    from gptoss_cli.serve.runner import base_url, bind, ready_line, serve_app
-    from gptoss_cli.serve.settings import ServeSettings
+    from gptoss_cli.serve.backends import check_engine
+    from gptoss_cli.serve.options import check_serve_options, normalise_host
+    from gptoss_cli.serve.runner import bind
+    from gptoss_cli.serve.settings import host_is_loopback
 
     out = output_for(ctx)
     settings = settings_for(ctx, {
@@ -127,22 +127,39 @@ def serve(
         "serve.distributed_executor_backend": distributed_executor_backend, "serve.vllm_args": vllm_arg or None,
     })
     kind = check_engine(settings["serve.engine"])
+    for warning in check_serve_options(settings, kind):  # every option, before anything slow (exit 2)
+        out.warn(warning)
     if demo and model_dir is not None:
         raise UsageError("give either MODEL_DIR or --demo, not both")
     if demo and kind != "transformers":
         raise UsageError("--demo runs the built-in model in process; it cannot be combined with --engine " + kind)
+    if kind == "upstream" and model_dir is not None:
+        raise UsageError("--engine upstream serves the upstream's model: drop MODEL_DIR")
+    folder = _model_folder(model_dir, settings) if not demo and kind != "upstream" else None
+    listen = normalise_host(settings["serve.host"])
+    if not host_is_loopback(listen) and not settings.get("serve.api_key"):
+        out.warn(f"listening on {listen} (beyond this machine) without an API key: anyone who can "
+                 "reach it can use the model; set GPTOSS_API_KEY")
+    sock = bind(listen, settings["serve.port"])  # before verify and load: "address in use" fails at once
+    try:
+        _serve_on(sock, settings, kind, folder, demo=demo, skip_verify=skip_verify, out=out)
+    finally:
+        sock.close()
+
+
+def _serve_on(sock: Any, settings: Settings, kind: str, folder: Optional[Path], *, demo: bool, skip_verify: bool,
+              out: Output) -> None:
+    from gptoss_cli.serve.backends import REQUEST_LEVEL_CONCURRENCY, REQUEST_LEVEL_QUEUE, build_backend
+    from gptoss_cli.serve.layers import batching_engine, install
+    from gptoss_cli.serve.runner import base_url, ready_line, serve_app
+    from gptoss_cli.serve.settings import ServeSettings
+
     overrides: dict[str, Any] = {}
-    folder: Optional[Path] = None
     if demo:
         folder = _demo_model(settings, out)
         overrides["current_date"] = settings.get("serve.current_date") or _demo_date()
-    elif kind == "upstream":
-        if model_dir is not None:
-            raise UsageError("--engine upstream serves the upstream's model: drop MODEL_DIR")
-    else:
-        folder = _model_folder(model_dir, settings)
-        if not skip_verify:
-            _verify(folder, settings, out)
+    elif folder is not None and not skip_verify:
+        _verify(folder, settings, out)
     if kind != "transformers":  # the backend batches itself: the front only guards against floods
         for key, wide in (("max_concurrency", REQUEST_LEVEL_CONCURRENCY), ("max_queue", REQUEST_LEVEL_QUEUE)):
             if settings.source(f"serve.{key}") == "default":
@@ -156,14 +173,11 @@ def serve(
         engine, warnings = build_backend(settings, kind, model_dir=folder, on_output=lambda line: _say(out, line))
         for warning in warnings:
             out.warn(warning)
-    if not serve_settings.is_loopback and not serve_settings.api_key:
-        out.warn(f"listening on {serve_settings.host} (beyond this machine) without an API key: anyone who can "
-                 "reach it can use the model; set GPTOSS_API_KEY")
-    sock = bind(serve_settings.host, serve_settings.port)
     url = base_url(serve_settings.host, sock.getsockname()[1])
+    key_source = settings.source("serve.api_key")
     out.info(f"gptoss: loading {folder} ..." if kind == "transformers" else f"gptoss: starting {engine.description}")
     serve_app(serve_settings, engine, sock, configure=install, on_force=_exit_soon,
-              on_ready=lambda: _say(out, ready_line(serve_settings, url, engine.description)))
+              on_ready=lambda: _say(out, ready_line(serve_settings, url, engine.description, key_source)))
 
 
 def _exit_soon(grace: float = 5.0) -> None:

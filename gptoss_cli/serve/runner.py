@@ -44,18 +44,26 @@ def base_url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
-def example_curl(settings: ServeSettings, url: str) -> str:
+def example_curl(settings: ServeSettings, url: str, key_source: str = "env:GPTOSS_API_KEY") -> str:
+    """A curl line that works as printed. The key is never shown: a key from a variable is referenced as
+    ``$NAME``; one from ``--api-key`` (``key_source`` "flag") or a config file gets a placeholder to fill in."""
     body = json.dumps({"model": settings.served_model_name,
                        "messages": [{"role": "user", "content": "Say hello in one sentence."}]})
     parts = ["curl", f"{url}/v1/chat/completions", "-H", "Content-Type: application/json"]
-    auth = ' -H "Authorization: Bearer $GPTOSS_API_KEY"' if settings.api_key else ""
+    auth = ""
+    if settings.api_key:
+        if key_source.startswith("env:"):
+            auth = f' -H "Authorization: Bearer ${key_source[4:]}"'
+        else:
+            where = "--api-key" if key_source == "flag" else "serve.api_key"
+            auth = " -H " + shlex.quote(f"Authorization: Bearer <the {where} value>")
     return " ".join(shlex.quote(p) for p in parts) + auth + " -d " + shlex.quote(body)
 
 
-def ready_line(settings: ServeSettings, url: str, description: str) -> str:
+def ready_line(settings: ServeSettings, url: str, description: str, key_source: str = "env:GPTOSS_API_KEY") -> str:
     return (
         f"gptoss: ready: {settings.served_model_name} ({description}) at {url}/v1 — try: "
-        f"{example_curl(settings, url)}"
+        f"{example_curl(settings, url, key_source)}"
     )
 
 
