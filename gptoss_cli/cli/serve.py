@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Iterator, Optional
 
 import typer
 
-from gptoss_cli.cli._errors import boundary
+from gptoss_cli.cli._errors import boundary, exit_code_for
 from gptoss_cli.cli._options import output_for, settings_for
 from gptoss_cli.cli._output import Output
 from gptoss_cli.config import Settings
-from gptoss_cli.errors import CheckFailed, CouldNotRun, UsageError
+from gptoss_cli.errors import CheckFailed, CouldNotRun, GptossError, UsageError
 
 ModelDirArg = Annotated[
     Optional[Path],
@@ -107,11 +108,6 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the model over an OpenAI-compatible API (chat, completions, models; harmony-aware)."""
-    from gptoss_cli.serve.backends import check_engine
-    from gptoss_cli.serve.options import check_serve_options, normalise_host
-    from gptoss_cli.serve.runner import bind
-    from gptoss_cli.serve.settings import host_is_loopback
-
     out = output_for(ctx)
     settings = settings_for(ctx, {
         "serve.host": host, "serve.port": port, "serve.served_model_name": served_model_name,
@@ -126,6 +122,21 @@ def serve(
         "serve.pipeline_parallel_size": pipeline_parallel_size,
         "serve.distributed_executor_backend": distributed_executor_backend, "serve.vllm_args": vllm_arg or None,
     })
+    if settings["serve.log_format"] != "json":
+        _start(settings, model_dir, demo=demo, skip_verify=skip_verify, out=out)
+        return
+    json_out = JsonLogOutput(json_mode=out.json_mode)
+    with json_out.errors_reported():
+        _start(settings, model_dir, demo=demo, skip_verify=skip_verify, out=json_out)
+
+
+def _start(settings: Settings, model_dir: Optional[Path], *, demo: bool, skip_verify: bool, out: Output) -> None:
+    """Check every option and bind the port (fast failures, exit 2/3), then serve."""
+    from gptoss_cli.serve.backends import check_engine
+    from gptoss_cli.serve.options import check_serve_options, normalise_host
+    from gptoss_cli.serve.runner import bind
+    from gptoss_cli.serve.settings import host_is_loopback
+
     kind = check_engine(settings["serve.engine"])
     for warning in check_serve_options(settings, kind):  # every option, before anything slow (exit 2)
         out.warn(warning)
@@ -145,6 +156,39 @@ def serve(
         _serve_on(sock, settings, kind, folder, demo=demo, skip_verify=skip_verify, out=out)
     finally:
         sock.close()
+
+
+class JsonLogOutput(Output):
+    """``--log-format json``: the command's own stderr lines (progress, warnings, the ready line, the final error)
+    are JSON objects like the access log's, so that every line of the stream parses."""
+
+    def info(self, message: str) -> None:
+        self._line("info", message)
+
+    def warn(self, message: str) -> None:
+        self._line("warning", message)
+
+    def error(self, message: str) -> None:
+        self._line("error", message)
+
+    def _line(self, level: str, message: str, **fields: Any) -> None:
+        import sys
+
+        from gptoss_cli.serve.logfmt import json_line
+
+        text = message[len("gptoss: "):] if message.startswith("gptoss: ") else message
+        sys.stderr.write(json_line(level, text, **fields) + "\n")
+        sys.stderr.flush()
+
+    @contextlib.contextmanager
+    def errors_reported(self) -> Iterator[None]:
+        try:
+            yield
+        except (GptossError, KeyboardInterrupt) as exc:
+            code = exit_code_for(exc)
+            message = exc.one_line() if isinstance(exc, GptossError) else "interrupted"
+            self._line("error", message, exit_code=code)
+            raise typer.Exit(code) from None
 
 
 def _serve_on(sock: Any, settings: Settings, kind: str, folder: Optional[Path], *, demo: bool, skip_verify: bool,
@@ -197,7 +241,10 @@ def _exit_soon(grace: float = 5.0) -> None:
 
 
 def _say(out: Output, line: str) -> None:
-    out.err.print(line, markup=False, highlight=False, soft_wrap=True)
+    if isinstance(out, JsonLogOutput):
+        out.info(line)
+    else:
+        out.err.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _model_folder(model_dir: Optional[Path], settings: Settings) -> Path:

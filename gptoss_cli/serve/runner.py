@@ -98,8 +98,16 @@ def serve_app(
     app = create_app(settings, engine, on_ready=on_ready, on_load_error=load_failed)
     if configure is not None:
         configure(app)
+    from gptoss_cli.serve.logfmt import logging_config
+
+    log_config = logging_config(settings.log_format, log_level.upper())
+    if log_config is not None:
+        import logging
+
+        logging.captureWarnings(True)  # warnings.warn (e.g. from transformers) as JSON log lines too
     config = uvicorn.Config(
         app,
+        **({"log_config": log_config} if log_config is not None else {}),
         log_level=log_level,
         lifespan="on",
         access_log=False,
