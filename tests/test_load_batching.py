@@ -10,7 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from gptoss_cli.serve.batching import BatchingEngine, EngineFailure, kv_sizing, parse_bytes  # noqa: E402
+from gptoss_cli.serve.batching import BatchingEngine, EngineFailure, kv_sizing  # noqa: E402
+from gptoss_cli.serve.memory import kv_cache_bytes  # noqa: E402
+from gptoss_cli.serve.options import parse_size as parse_bytes  # noqa: E402
 from gptoss_cli.serve.engine import SamplingParams  # noqa: E402
 from tests.load_fixtures import reference_greedy, tiny_gpt_oss, torch_threads  # noqa: E402
 
@@ -182,9 +184,11 @@ def test_kv_sizing_and_parse_bytes(model):
     assert s.bytes_per_token == 2 * 2 * 16 * 4
     assert s.sliding_bytes_per_row == 8 * 2 * 2 * 16 * 4
     assert s.rows_at_full_length() == (1 << 20) // (256 * 256 + 2048)
+    # the memory check sizes the same cache with the same rule: one sequence of 256 tokens at float32
+    assert kv_cache_bytes(model.config.to_dict(), 256, "float32") == 256 * s.bytes_per_token + s.sliding_bytes_per_row
     assert parse_bytes("1GiB") == 1 << 30 and parse_bytes("512MB") == 512_000_000
     assert parse_bytes("2g") == 2_000_000_000 and parse_bytes(4096) == 4096 and parse_bytes("1.5KiB") == 1536
-    for bad in ("lots", "12 parsecs", ""):
+    for bad in ("lots", "12 parsecs", "", "-1GiB"):
         with pytest.raises(ValueError):
             parse_bytes(bad)
 

@@ -237,3 +237,28 @@ def test_listening_socket_is_tcp_so_nagle_is_off():
         assert sock.proto == socketlib.IPPROTO_TCP
     finally:
         sock.close()
+
+
+def test_streams_dropped_mid_way_are_logged_and_counted_as_499():
+    """20 streaming clients read a few events, then drop the connection: every one is 499 in the log and metrics."""
+    lines: list[str] = []
+    app, engine = make_app(script=[LONG], delay=0.01, lines=lines, max_concurrency=4, max_queue=32)
+    with live_server(app) as base:
+        port = int(base.rsplit(":", 1)[1])
+        payload = json.dumps(body(stream=True, max_tokens=2000)).encode()
+        for _ in range(20):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(b"POST " + CHAT.encode() + b" HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+            seen = b""
+            while seen.count(b"data: ") < 3:
+                chunk = sock.recv(4096)
+                assert chunk, "server closed the stream early"
+                seen += chunk
+            sock.close()
+        chats = lambda: [line for line in lines if f"route={CHAT} " in line]  # noqa: E731
+        assert wait_until(lambda: len(chats()) == 20, 5.0), lines
+        assert all("status=499" in line for line in chats()), [line for line in chats() if "status=499" not in line]
+        m = scrape(base)
+        assert m[f"gptoss_requests_total{{route={CHAT},status=499}}"] == 20
+        assert m.get(f"gptoss_requests_total{{route={CHAT},status=200}}", 0) == 0

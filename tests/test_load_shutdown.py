@@ -139,3 +139,63 @@ def test_gptoss_serve_cli_drains_on_sigterm(tmp_path):
         assert "draining" in err and '"status":503' in err
     finally:
         stop(proc)
+
+
+SLOW_CLI = """
+import sys
+from gptoss_cli.cli import main, serve as serve_cmd
+from gptoss_cli.serve.engine import ScriptedEngine
+answer = "<|channel|>final<|message|>" + "ok " * 400 + "<|return|>"
+serve_cmd._make_engine = lambda folder, settings: ScriptedEngine([answer], delay=0.05)
+serve_cmd._check_memory = lambda folder, settings, out: None
+sys.argv = ["gptoss", *sys.argv[1:]]
+main()
+"""
+
+
+async def ten_in_flight(proc, base: str) -> None:
+    """Ten requests in flight (generating or queued), then SIGTERM, then a second SIGTERM."""
+    async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+        tasks = [asyncio.ensure_future(client.post(CHAT, json=body())) for _ in range(10)]
+        for _ in range(200):
+            metrics = (await client.get("/metrics")).text
+            if "gptoss_requests_in_flight 4.0" in metrics and "gptoss_queue_depth 6.0" in metrics:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the requests never got going")
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.5)
+        assert proc.poll() is None  # the first signal drains
+        proc.send_signal(signal.SIGTERM)
+        for _ in range(100):  # the clients stay connected meanwhile: nothing but the signal ends the drain
+            if proc.poll() is not None:
+                break
+            await asyncio.sleep(0.1)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def test_second_sigterm_forces_the_exit_of_gptoss_serve(tmp_path):
+    """The real command (scripted ~20 s answers, 120 s drain): a second SIGTERM ends it within 10 s, exit 130."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(CHILD.parent.parent))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_CLI, "serve", str(model), "--skip-verify", "--port", str(port),
+         "--max-concurrency", "4", "--max-queue", "16", "--drain-timeout", "120", "--current-date", "2025-06-01"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(proc, base)
+        asyncio.run(asyncio.wait_for(ten_in_flight(proc, base), 60))
+        assert proc.poll() is not None, "still running 10 s after the second SIGTERM"
+        code = proc.wait()
+        err = proc.stderr.read()
+        assert code == 130, err[-2000:]
+        assert "stopping now" in err and "stopped by a second signal" in err.strip().splitlines()[-1]
+    finally:
+        stop(proc)

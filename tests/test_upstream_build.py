@@ -67,11 +67,11 @@ def test_vllm_backend_options(tmp_path: Path) -> None:
     env = {"PATH": str(tmp_path)}
     backend, warnings = build_backend(s, "vllm", model_dir=tmp_path, env=env)
     assert isinstance(backend, VllmBackend)
-    assert backend.supervisor.argv == [] and backend.options.port == 0  # the port is picked at start
-    backend._use_port(8123)
+    assert backend.supervisor.argv == [] and backend.options.socket_path is None  # a private socket, made at start
+    backend._use_socket(tmp_path / "vllm.sock")
     argv = backend.supervisor.argv
     assert argv[:3] == ["vllm", "serve", str(tmp_path.resolve())]
-    assert argv[argv.index("--served-model-name") + 1: argv.index("--host")] == ["gpt-oss-20b", "gpt-oss"]
+    assert argv[argv.index("--served-model-name") + 1: argv.index("--uds")] == ["gpt-oss-20b", "gpt-oss"]
     assert argv[argv.index("--tensor-parallel-size") + 1] == "4" and argv[-2:] == ["--max-num-seqs", "64"]
     assert argv[argv.index("--max-model-len") + 1] == "16384"
     assert backend.supervisor.env["VLLM_SYSTEM_START_DATE"] == "2026-03-04"

@@ -14,7 +14,7 @@ import pytest
 
 from gptoss_cli.errors import CouldNotRun, UsageError
 from gptoss_cli.serve.supervisor import ChildFailed, ChildSupervisor
-from gptoss_cli.serve.vllm import OFFLINE_ENV, VllmBackend, VllmOptions, free_loopback_port, preflight, vllm_argv, vllm_env
+from gptoss_cli.serve.vllm import OFFLINE_ENV, VllmBackend, VllmOptions, preflight, private_socket_path, vllm_argv, vllm_env
 from tests.ports import free_port
 from tests.upstream_fixtures import write_fake_vllm
 
@@ -107,14 +107,15 @@ def alive(pid: int) -> bool:
 
 
 def test_vllm_argv_exact() -> None:
-    o = VllmOptions(model_dir=Path("/models/gpt-oss-20b"), served_model_names=("gpt-oss-20b", "gpt-oss"), port=8011,
+    o = VllmOptions(model_dir=Path("/models/gpt-oss-20b"), served_model_names=("gpt-oss-20b", "gpt-oss"),
+                    socket_path=Path("/tmp/gptoss-vllm-x/vllm.sock"),
                     max_model_len=32768, tensor_parallel_size=4, pipeline_parallel_size=2,
                     distributed_executor_backend="ray", system_start_date="2026-01-02",
                     gpu_memory_utilization=0.9, extra_args=("--max-num-seqs", "64"))
     assert vllm_argv(o) == [
         "vllm", "serve", "/models/gpt-oss-20b",
         "--served-model-name", "gpt-oss-20b", "gpt-oss",
-        "--host", "127.0.0.1", "--port", "8011",
+        "--uds", "/tmp/gptoss-vllm-x/vllm.sock",
         "--dtype", "auto",
         "--load-format", "safetensors",
         "--tensor-parallel-size", "4", "--pipeline-parallel-size", "2",
@@ -130,18 +131,18 @@ def test_vllm_argv_exact() -> None:
 
 
 def test_vllm_argv_minimal_and_never_remote_code() -> None:
-    argv = vllm_argv(VllmOptions(model_dir=Path("m"), port=9000))
-    assert argv == ["vllm", "serve", "m", "--served-model-name", "gpt-oss-20b", "--host", "127.0.0.1",
-                    "--port", "9000", "--dtype", "auto", "--load-format", "safetensors",
+    argv = vllm_argv(VllmOptions(model_dir=Path("m"), socket_path=Path("s.sock")))
+    assert argv == ["vllm", "serve", "m", "--served-model-name", "gpt-oss-20b", "--uds", "s.sock", "--dtype", "auto", "--load-format", "safetensors",
                     "--tensor-parallel-size", "1", "--pipeline-parallel-size", "1",
                     "--reasoning-parser", "openai_gptoss", "--tool-call-parser", "openai",
                     "--enable-auto-tool-choice", "--disable-uvicorn-access-log"]
     assert "--trust-remote-code" not in argv and "--api-key" not in argv
+    assert "--host" not in argv and "--port" not in argv  # no TCP listener at all
 
 
 @pytest.mark.parametrize("kw", [
     {"tensor_parallel_size": 0}, {"pipeline_parallel_size": -1}, {"distributed_executor_backend": "mpi"},
-    {"dtype": "int4"}, {"system_start_date": "2026/01/02"}, {"max_model_len": 1}, {"port": -1},
+    {"dtype": "int4"}, {"system_start_date": "2026/01/02"}, {"max_model_len": 1}, {"socket_path": Path("/" + "x" * 120)},
     {"served_model_names": ()}, {"gpu_memory_utilization": 1.5},
 ])
 def test_vllm_options_validated(kw: dict[str, Any]) -> None:
@@ -180,7 +181,11 @@ def test_preflight(tmp_path: Path) -> None:
     (tmp_path / "o200k_base.tiktoken").write_text("x")
     assert preflight(VllmOptions(model_dir=tmp_path), {"PATH": str(tmp_path),
                                                        "TIKTOKEN_ENCODINGS_BASE": str(tmp_path)}) == []
-    assert 0 < free_loopback_port() < 65536
+    path = private_socket_path()
+    try:
+        assert path.name == "vllm.sock" and path.parent.stat().st_mode & 0o777 == 0o700 and not path.exists()
+    finally:
+        path.parent.rmdir()
 
 
 # ---------------------------------------------------------------------------------------------------- supervision
@@ -315,14 +320,15 @@ def test_vllm_backend_end_to_end_with_fake_vllm(tmp_path: Path) -> None:
     log = tmp_path / "argv.log"
     env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "FAKE_VLLM_LOG": str(log),
            "GPTOSS_API_KEY": "front-key-never-to-child"}
-    opts = VllmOptions(model_dir=model, port=free_loopback_port(), system_start_date="2026-01-02",
-                       executable=str(exe))
+    opts = VllmOptions(model_dir=model, system_start_date="2026-01-02", executable=str(exe))
     failures: list[str] = []
+    used: list[VllmOptions] = []
 
     async def scenario() -> None:
         b = VllmBackend(opts, env=env, start_timeout=30, stop_grace=3, on_failure=failures.append,
                         on_output=lambda line: None, default_reasoning_effort="low")
         await b.start()
+        used.append(b.options)
         try:
             assert await b.ready() and b.max_model_len == 8192
             reply = await b.complete("chat", {"model": "gpt-oss-20b", "messages": [
@@ -338,7 +344,7 @@ def test_vllm_backend_end_to_end_with_fake_vllm(tmp_path: Path) -> None:
 
     run(scenario(), timeout=90)
     argv, flags, _pid = log.read_text().split("\n")
-    assert argv.split("\0") == vllm_argv(opts)[1:]
+    assert argv.split("\0") == vllm_argv(used[0])[1:]
     assert flags == "12026-01-02" and not failures
 
 
@@ -346,11 +352,111 @@ def test_vllm_backend_start_failure_is_could_not_run(tmp_path: Path) -> None:
     exe = tmp_path / "vllm"
     exe.write_text(f"#!{sys.executable}\nimport sys\nprint('RuntimeError: No CUDA GPUs are available')\nsys.exit(1)\n")
     exe.chmod(0o755)
-    opts = VllmOptions(model_dir=tmp_path, port=free_loopback_port(), executable=str(exe))
+    opts = VllmOptions(model_dir=tmp_path, executable=str(exe))
 
     async def scenario() -> None:
         b = VllmBackend(opts, env=dict(os.environ), start_timeout=20, on_output=lambda line: None)
         with pytest.raises(CouldNotRun, match="No CUDA GPUs"):
+            await b.start()
+        await b.close()
+
+    run(scenario())
+
+
+# ------------------------------------------------------------------------------ the child is private to this user
+
+
+def tcp_listeners(pid: int) -> list[str]:
+    """Local addresses of the TCP sockets process ``pid`` listens on (from /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = []
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                found.append(fields[1])
+    return found
+
+
+def connect_as_nobody(path: str) -> str:
+    """Try to reach the Unix socket ``path`` from another user (uid 65534) in a forked child; return what happened."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the forked child
+        import socket
+
+        outcome = b"connected"
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(path)
+        except PermissionError:
+            outcome = b"permission denied"
+        except OSError as exc:
+            outcome = type(exc).__name__.encode()
+        os.write(write, outcome)
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read, "rb") as r:
+        return r.read().decode()
+
+
+def test_the_vllm_child_is_reachable_only_by_this_user(tmp_path: Path) -> None:
+    """vLLM serves POST /invocations without its API key: so the child listens on no TCP port at all, only on a
+    Unix socket in a private 0700 folder (socket 0600) that other local users cannot open."""
+    bindir = tmp_path / "bin"
+    exe = write_fake_vllm(bindir)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
+    opts = VllmOptions(model_dir=model, executable=str(exe))
+
+    async def scenario() -> None:
+        import httpx
+
+        b = VllmBackend(opts, env=env, start_timeout=30, stop_grace=3, on_output=lambda line: None)
+        await b.start()
+        try:
+            pid = b.supervisor.pid
+            assert pid is not None and tcp_listeners(pid) == []
+            sock = b.options.socket_path
+            assert sock is not None and sock.is_socket()
+            assert sock.parent.stat().st_mode & 0o777 == 0o700 and sock.stat().st_mode & 0o077 == 0
+            assert sock.parent.stat().st_uid == os.getuid()
+            async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(sock))) as mine:
+                r = await mine.post("http://localhost/invocations", json={"messages": []})
+                assert r.status_code == 200  # no key needed on that route: only the socket protects it
+            if os.getuid() == 0:
+                assert connect_as_nobody(str(sock)) == "permission denied"
+            reply = await b.complete("chat", {"messages": [{"role": "user", "content": "hi"}]}, "gpt-oss-20b")
+            assert reply["choices"][0]["message"]["content"] == "Paris."
+        finally:
+            await b.close()
+        assert not sock.exists() and not sock.parent.exists()
+
+    run(scenario(), timeout=90)
+
+
+def test_a_vllm_without_uds_is_a_clear_error(tmp_path: Path) -> None:
+    bindir = tmp_path / "bin"
+    exe = write_fake_vllm(bindir)
+    (tmp_path / "config.json").write_text("{}")
+    env = {**os.environ, "FAKE_VLLM_NO_UDS": "1"}
+
+    async def scenario() -> None:
+        b = VllmBackend(VllmOptions(model_dir=tmp_path, executable=str(exe)), env=env, start_timeout=30,
+                        on_output=lambda line: None)
+        with pytest.raises(CouldNotRun, match="no --uds option"):
             await b.start()
         await b.close()
 

@@ -47,6 +47,7 @@ class FakeUpstream:
             Route("/v1/completions", self._completions, methods=["POST"]),
             Route("/v1/models", self._models, methods=["GET"]),
             Route("/health", self._health, methods=["GET"]),
+            Route("/invocations", self._invocations, methods=["POST"]),  # vLLM serves it without the API key
         ])
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -84,6 +85,9 @@ class FakeUpstream:
 
     async def _health(self, request: Request) -> Response:
         return Response(status_code=200)
+
+    async def _invocations(self, request: Request) -> Response:
+        return JSONResponse(self._whole(self.mode))
 
     async def _models(self, request: Request) -> Response:
         if denied := self._denied(request):
@@ -202,8 +206,9 @@ class FakeUpstream:
 
 
 FAKE_VLLM = """#!{python}
-# A stand-in for the `vllm` executable: checks its argv, then serves FakeUpstream on --port (vLLM-style output,
-# VLLM_API_KEY required). FAKE_VLLM_LOG: where to write argv + env facts; FAKE_VLLM_DIE_AFTER: exit(1) after N s.
+# A stand-in for the `vllm` executable: checks its argv, then serves FakeUpstream on the Unix socket --uds (as vLLM
+# does: /v1/* needs VLLM_API_KEY, /invocations does not). FAKE_VLLM_LOG: where to write argv + env facts;
+# FAKE_VLLM_DIE_AFTER: exit(1) after N s; FAKE_VLLM_NO_UDS: behave like a vLLM without --uds.
 import os, socket, sys, threading, time
 sys.path.insert(0, {repo!r})
 import uvicorn
@@ -215,15 +220,17 @@ if log:
     with open(log, "w") as f:
         f.write("\\0".join(argv) + "\\n" + os.environ.get("HF_HUB_OFFLINE", "")
                 + os.environ.get("VLLM_SYSTEM_START_DATE", "") + "\\n" + str(os.getpid()))
+if os.environ.get("FAKE_VLLM_NO_UDS"):
+    print("usage: vllm [-h] [-v] {{chat,complete,serve,bench,collect-env,run-batch}} ...", file=sys.stderr)
+    print("vllm: error: unrecognized arguments: --uds " + argv[argv.index("--uds") + 1], file=sys.stderr)
+    sys.exit(2)
 die = os.environ.get("FAKE_VLLM_DIE_AFTER")
 if die:
     threading.Timer(float(die), lambda: os._exit(1)).start()
-port = int(argv[argv.index("--port") + 1])
 names = argv[argv.index("--served-model-name") + 1]
 fake = FakeUpstream(model=names, require_key=os.environ["VLLM_API_KEY"])
-sock = socket.socket()
-sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as vLLM's own server does
-sock.bind(("127.0.0.1", port))
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+sock.bind(argv[argv.index("--uds") + 1])  # with this process's umask, as vLLM's own server does
 uvicorn.Server(uvicorn.Config(fake.app, log_level="critical", lifespan="off")).run(sockets=[sock])
 """
 

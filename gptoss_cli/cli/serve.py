@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Iterator, Optional
 
 import typer
 
-from gptoss_cli.cli._errors import boundary
+from gptoss_cli.cli._errors import boundary, exit_code_for
 from gptoss_cli.cli._options import output_for, settings_for
 from gptoss_cli.cli._output import Output
 from gptoss_cli.config import Settings
-from gptoss_cli.errors import CheckFailed, CouldNotRun, UsageError
+from gptoss_cli.errors import CheckFailed, CouldNotRun, GptossError, UsageError
 
 ModelDirArg = Annotated[
     Optional[Path],
@@ -107,11 +108,6 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the model over an OpenAI-compatible API (chat, completions, models; harmony-aware)."""
-    from gptoss_cli.serve.backends import REQUEST_LEVEL_CONCURRENCY, REQUEST_LEVEL_QUEUE, build_backend, check_engine
-    from gptoss_cli.serve.layers import batching_engine, install
-    from gptoss_cli.serve.runner import base_url, bind, ready_line, serve_app
-    from gptoss_cli.serve.settings import ServeSettings
-
     out = output_for(ctx)
     settings = settings_for(ctx, {
         "serve.host": host, "serve.port": port, "serve.served_model_name": served_model_name,
@@ -126,25 +122,88 @@ def serve(
         "serve.pipeline_parallel_size": pipeline_parallel_size,
         "serve.distributed_executor_backend": distributed_executor_backend, "serve.vllm_args": vllm_arg or None,
     })
+    if settings["serve.log_format"] != "json":
+        _start(settings, model_dir, demo=demo, skip_verify=skip_verify, out=out)
+        return
+    json_out = JsonLogOutput(json_mode=out.json_mode)
+    with json_out.errors_reported():
+        _start(settings, model_dir, demo=demo, skip_verify=skip_verify, out=json_out)
+
+
+def _start(settings: Settings, model_dir: Optional[Path], *, demo: bool, skip_verify: bool, out: Output) -> None:
+    """Check every option and bind the port (fast failures, exit 2/3), then serve."""
+    from gptoss_cli.serve.backends import check_engine
+    from gptoss_cli.serve.options import check_serve_options, normalise_host
+    from gptoss_cli.serve.runner import bind
+    from gptoss_cli.serve.settings import host_is_loopback
+
     kind = check_engine(settings["serve.engine"])
+    for warning in check_serve_options(settings, kind):  # every option, before anything slow (exit 2)
+        out.warn(warning)
     if demo and model_dir is not None:
         raise UsageError("give either MODEL_DIR or --demo, not both")
     if demo and kind != "transformers":
         raise UsageError("--demo runs the built-in model in process; it cannot be combined with --engine " + kind)
+    if kind == "upstream" and model_dir is not None:
+        raise UsageError("--engine upstream serves the upstream's model: drop MODEL_DIR")
+    folder = _model_folder(model_dir, settings) if not demo and kind != "upstream" else None
+    listen = normalise_host(settings["serve.host"])
+    if not host_is_loopback(listen) and not settings.get("serve.api_key"):
+        out.warn(f"listening on {listen} (beyond this machine) without an API key: anyone who can "
+                 "reach it can use the model; set GPTOSS_API_KEY")
+    sock = bind(listen, settings["serve.port"])  # before verify and load: "address in use" fails at once
+    try:
+        _serve_on(sock, settings, kind, folder, demo=demo, skip_verify=skip_verify, out=out)
+    finally:
+        sock.close()
+
+
+class JsonLogOutput(Output):
+    """``--log-format json``: the command's own stderr lines (progress, warnings, the ready line, the final error)
+    are JSON objects like the access log's, so that every line of the stream parses."""
+
+    def info(self, message: str) -> None:
+        self._line("info", message)
+
+    def warn(self, message: str) -> None:
+        self._line("warning", message)
+
+    def error(self, message: str) -> None:
+        self._line("error", message)
+
+    def _line(self, level: str, message: str, **fields: Any) -> None:
+        import sys
+
+        from gptoss_cli.serve.logfmt import json_line
+
+        text = message[len("gptoss: "):] if message.startswith("gptoss: ") else message
+        sys.stderr.write(json_line(level, text, **fields) + "\n")
+        sys.stderr.flush()
+
+    @contextlib.contextmanager
+    def errors_reported(self) -> Iterator[None]:
+        try:
+            yield
+        except (GptossError, KeyboardInterrupt) as exc:
+            code = exit_code_for(exc)
+            message = exc.one_line() if isinstance(exc, GptossError) else "interrupted"
+            self._line("error", message, exit_code=code)
+            raise typer.Exit(code) from None
+
+
+def _serve_on(sock: Any, settings: Settings, kind: str, folder: Optional[Path], *, demo: bool, skip_verify: bool,
+              out: Output) -> None:
+    from gptoss_cli.serve.backends import REQUEST_LEVEL_CONCURRENCY, REQUEST_LEVEL_QUEUE, build_backend
+    from gptoss_cli.serve.layers import batching_engine, install
+    from gptoss_cli.serve.runner import base_url, ready_line, serve_app
+    from gptoss_cli.serve.settings import ServeSettings
+
     overrides: dict[str, Any] = {}
-    folder: Optional[Path] = None
     if demo:
         folder = _demo_model()
         overrides["current_date"] = settings.get("serve.current_date") or _demo_date()
-        if not skip_verify:
-            _verify(folder, settings, out)
-    elif kind == "upstream":
-        if model_dir is not None:
-            raise UsageError("--engine upstream serves the upstream's model: drop MODEL_DIR")
-    else:
-        folder = _model_folder(model_dir, settings)
-        if not skip_verify:
-            _verify(folder, settings, out)
+    if folder is not None and not skip_verify:  # the shipped demo model is verified against its lock too
+        _verify(folder, settings, out)
     if kind != "transformers":  # the backend batches itself: the front only guards against floods
         for key, wide in (("max_concurrency", REQUEST_LEVEL_CONCURRENCY), ("max_queue", REQUEST_LEVEL_QUEUE)):
             if settings.source(f"serve.{key}") == "default":
@@ -158,18 +217,34 @@ def serve(
         engine, warnings = build_backend(settings, kind, model_dir=folder, on_output=lambda line: _say(out, line))
         for warning in warnings:
             out.warn(warning)
-    if not serve_settings.is_loopback and not serve_settings.api_key:
-        out.warn(f"listening on {serve_settings.host} (beyond this machine) without an API key: anyone who can "
-                 "reach it can use the model; set GPTOSS_API_KEY")
-    sock = bind(serve_settings.host, serve_settings.port)
     url = base_url(serve_settings.host, sock.getsockname()[1])
+    key_source = settings.source("serve.api_key")
     out.info(f"gptoss: loading {folder} ..." if kind == "transformers" else f"gptoss: starting {engine.description}")
-    serve_app(serve_settings, engine, sock, configure=install,
-              on_ready=lambda: _say(out, ready_line(serve_settings, url, engine.description)))
+    serve_app(serve_settings, engine, sock, configure=install, on_force=_exit_soon,
+              on_ready=lambda: _say(out, ready_line(serve_settings, url, engine.description, key_source)))
+
+
+def _exit_soon(grace: float = 5.0) -> None:
+    """After a second signal: exit 130 within ``grace`` seconds even if a worker thread (a generation that cannot
+    be interrupted mid-step) would keep the interpreter alive."""
+    import os
+    import sys
+    import threading
+
+    def hard_exit() -> None:
+        sys.stderr.flush()
+        os._exit(130)
+
+    timer = threading.Timer(grace, hard_exit)
+    timer.daemon = True
+    timer.start()
 
 
 def _say(out: Output, line: str) -> None:
-    out.err.print(line, markup=False, highlight=False, soft_wrap=True)
+    if isinstance(out, JsonLogOutput):
+        out.info(line)
+    else:
+        out.err.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _model_folder(model_dir: Optional[Path], settings: Settings) -> Path:

@@ -26,15 +26,15 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, MutableMapping, Sequence
+
+from gptoss_cli.serve.logfmt import ACCESS_LOGGER, timestamp
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-ACCESS_LOGGER = "gptoss.access"
 CLIENT_CLOSED = 499
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -83,7 +83,7 @@ def request_id_from(headers: Sequence[tuple[bytes, bytes]]) -> str:
 def format_line(rec: RequestRecord, fmt: str = "text", decode: Callable[[Sequence[int]], str] | None = None,
                 log_prompts: bool = False) -> str:
     data: dict[str, Any] = {
-        "ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "ts": timestamp(),
         "id": rec.id,
         "method": rec.method,
         "route": rec.path[:200],
@@ -194,7 +194,10 @@ class AccessLogMiddleware:
                 headers.append((b"x-request-id", rec.id.encode("latin-1")))
                 message["headers"] = headers
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                done = True
+                # The last body message of a stream whose client already left reaches nobody (the server drops
+                # it): the request stays unfinished, 499. The reader only sees the server's own end-of-response
+                # disconnect after this send, so a completed response is never mistaken for a dropped one.
+                done = not rec.disconnected.done()
             await send(message)
 
         token = _current.set(rec)

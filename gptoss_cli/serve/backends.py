@@ -79,7 +79,6 @@ def _vllm(settings: Settings, model_dir: Path, env: Mapping[str, str] | None,
     options = VllmOptions(
         model_dir=model_dir.resolve(),
         served_model_names=(served, *aliases),
-        port=0,  # picked when the child starts, after the front has bound its own port
         max_model_len=settings.get("serve.max_model_len"),
         tensor_parallel_size=int(settings["serve.tensor_parallel_size"]),
         pipeline_parallel_size=int(settings["serve.pipeline_parallel_size"]),

@@ -60,37 +60,16 @@ class KVSizing:
 
 
 def kv_sizing(config: Any, dtype_bytes: int, budget_bytes: int, max_model_len: int) -> KVSizing:
-    """KV bytes per token from a transformers config (layer_types, kv heads, head_dim, sliding_window)."""
-    layers = int(getattr(config, "num_hidden_layers", 1))
-    kinds = list(getattr(config, "layer_types", None) or ["full_attention"] * layers)
-    heads = int(getattr(config, "num_key_value_heads", None) or getattr(config, "num_attention_heads", 1))
-    head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
-    per_layer_token = 2 * heads * head_dim * dtype_bytes
-    window = int(getattr(config, "sliding_window", None) or 0)
-    full = sum(1 for k in kinds if k != "sliding_attention")
-    sliding = len(kinds) - full
+    """KV bytes per token from a transformers config (the one rule: ``memory.kv_shape``)."""
+    from gptoss_cli.serve.memory import kv_shape
+
+    shape = kv_shape(config, dtype_bytes)
     return KVSizing(
-        bytes_per_token=full * per_layer_token,
-        sliding_bytes_per_row=sliding * window * per_layer_token,
+        bytes_per_token=shape.full_layers * shape.layer_token_bytes,
+        sliding_bytes_per_row=shape.sliding_layers * shape.window * shape.layer_token_bytes,
         budget_bytes=budget_bytes,
         max_model_len=max_model_len,
     )
-
-
-def parse_bytes(text: str | int | None) -> int:
-    """``"1GiB"``, ``"512MB"``, ``"2g"``, ``1048576`` → bytes. Raises ValueError on anything else."""
-    if text is None:
-        raise ValueError("no size given")
-    if isinstance(text, int):
-        return text
-    s = str(text).strip().lower().replace(" ", "")
-    units = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
-             "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4, "tb": 1000**4, "tib": 1024**4}
-    num = s.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = s[len(num):]
-    if not num or unit not in units:
-        raise ValueError(f"not a size: {text!r} (use e.g. 512MiB or 2GiB)")
-    return int(float(num) * units[unit])
 
 
 @dataclass(eq=False)
@@ -341,4 +320,4 @@ def _hand_over(items: list[tuple[Any, Any]]) -> None:
         inbox.put_nowait(item)
 
 
-__all__ = ["BatchingEngine", "EngineFailure", "KVSizing", "kv_sizing", "parse_bytes"]
+__all__ = ["BatchingEngine", "EngineFailure", "KVSizing", "kv_sizing"]

@@ -28,17 +28,13 @@ log = logging.getLogger("gptoss.serve")
 
 def batching_engine(engine: Any, settings: Any) -> Any:
     """``BatchingEngine.wrap(engine)`` for transformers engines when ``max_concurrency > 1``; else ``engine``."""
-    from gptoss_cli.serve.batching import BatchingEngine, parse_bytes
+    from gptoss_cli.serve.batching import BatchingEngine
+    from gptoss_cli.serve.options import parse_size
 
     batchable = getattr(engine, "supports_batching", type(engine).__name__ == "TransformersEngine")
     if settings.max_concurrency <= 1 or not batchable:
         return engine
-    try:
-        budget = parse_bytes(settings.kv_cache_memory)
-    except ValueError as exc:
-        from gptoss_cli.errors import ConfigError
-
-        raise ConfigError(f"--kv-cache-memory: {exc}") from None
+    budget = parse_size(settings.kv_cache_memory)  # checked with ServeSettings (serve/options.py)
     return BatchingEngine.wrap(engine, max_batch=settings.max_concurrency, kv_cache_bytes=budget)
 
 
@@ -50,9 +46,8 @@ def install(app: Any, *, emit_access_log: Any = None) -> Any:
     from gptoss_cli.serve.metrics import ServeMetrics
 
     state = app.state
-    settings = state.settings
+    settings = state.settings  # a ServeSettings: its options are checked when it is built
     engine = state.engine
-    _check(settings)
     metrics = ServeMetrics()
     scheduler = Scheduler(
         max_concurrency=settings.max_concurrency,
@@ -101,19 +96,6 @@ def install(app: Any, *, emit_access_log: Any = None) -> Any:
     app.add_middleware(AccessLogMiddleware, fmt=settings.log_format, log_prompts=settings.log_prompts,
                        metrics=metrics, decode=decode, emit=emit_access_log)
     return pipeline
-
-
-def _check(settings: Any) -> None:
-    from gptoss_cli.errors import ConfigError
-
-    if settings.log_format not in ("text", "json"):
-        raise ConfigError(f"--log-format must be text or json, got {settings.log_format!r}")
-    if settings.max_concurrency < 1:
-        raise ConfigError(f"--max-concurrency must be at least 1, got {settings.max_concurrency}")
-    if settings.max_queue < 0:
-        raise ConfigError(f"--max-queue must be 0 or more, got {settings.max_queue}")
-    if settings.drain_timeout < 0:
-        raise ConfigError(f"--drain-timeout must be 0 or more, got {settings.drain_timeout}")
 
 
 def _time_model_load(engine: Any, metrics: Any, loaded: Any) -> None:

@@ -85,17 +85,41 @@ def weight_bytes(model_dir: Path, dtype: str, *, mxfp4_native: bool = False) -> 
     return total
 
 
+@dataclass(frozen=True)
+class KVShape:
+    """The KV cache of a model: full-attention layers hold every token, sliding layers at most ``window``."""
+
+    full_layers: int
+    sliding_layers: int
+    window: int
+    layer_token_bytes: int  # K and V of one layer for one token
+
+    def bytes_for(self, tokens: int) -> int:
+        """KV cache of one sequence of ``tokens`` tokens."""
+        return self.layer_token_bytes * (self.full_layers * tokens + self.sliding_layers * min(tokens, self.window))
+
+
+def kv_shape(config: Any, dtype_bytes: int) -> KVShape:
+    """The KV shape from a ``config.json`` dict or a transformers config object (the one KV sizing rule: the
+    memory check and the batching engine's budget both use it)."""
+    def get(name: str, default: Any = None) -> Any:
+        value = config.get(name) if isinstance(config, dict) else getattr(config, name, None)
+        return default if value is None else value
+
+    layers = int(get("num_hidden_layers", 0))
+    heads = int(get("num_attention_heads", 1))
+    kv_heads = int(get("num_key_value_heads") or heads)
+    head_dim = int(get("head_dim") or int(get("hidden_size", 0)) // max(heads, 1))
+    window = int(get("sliding_window") or 0)
+    kinds = list(get("layer_types") or ["full_attention"] * layers)
+    sliding = sum(1 for kind in kinds if kind == "sliding_attention") if window else 0
+    return KVShape(full_layers=len(kinds) - sliding, sliding_layers=sliding, window=window,
+                   layer_token_bytes=2 * kv_heads * head_dim * dtype_bytes)
+
+
 def kv_cache_bytes(config: dict[str, Any], tokens: int, dtype: str) -> int:
     """KV cache of one sequence of ``tokens`` tokens."""
-    layers = int(config.get("num_hidden_layers", 0))
-    heads = int(config.get("num_attention_heads", 1))
-    kv_heads = int(config.get("num_key_value_heads") or heads)
-    head_dim = int(config.get("head_dim") or int(config.get("hidden_size", 0)) // max(heads, 1))
-    window = config.get("sliding_window")
-    layer_types = config.get("layer_types") or ["full_attention"] * layers
-    per_token = 2 * kv_heads * head_dim * _DTYPE_BYTES[dtype]
-    held = [min(tokens, int(window)) if t == "sliding_attention" and window else tokens for t in layer_types]
-    return per_token * sum(held)
+    return kv_shape(config, _DTYPE_BYTES[dtype]).bytes_for(tokens)
 
 
 def attention_bytes(config: dict[str, Any], tokens: int, dtype: str) -> int:
@@ -183,4 +207,13 @@ def check_memory(
     return est
 
 
-__all__ = ["MemoryEstimate", "check_memory", "estimate_memory", "read_safetensors_header", "weight_bytes"]
+__all__ = [
+    "KVShape",
+    "MemoryEstimate",
+    "check_memory",
+    "estimate_memory",
+    "kv_cache_bytes",
+    "kv_shape",
+    "read_safetensors_header",
+    "weight_bytes",
+]

@@ -10,7 +10,7 @@ import shlex
 import socket
 from typing import Any, Callable
 
-from gptoss_cli.errors import CouldNotRun, GptossError
+from gptoss_cli.errors import CouldNotRun, GptossError, Interrupted
 from gptoss_cli.serve.engine import Engine
 from gptoss_cli.serve.settings import ServeSettings
 
@@ -44,18 +44,26 @@ def base_url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
-def example_curl(settings: ServeSettings, url: str) -> str:
+def example_curl(settings: ServeSettings, url: str, key_source: str = "env:GPTOSS_API_KEY") -> str:
+    """A curl line that works as printed. The key is never shown: a key from a variable is referenced as
+    ``$NAME``; one from ``--api-key`` (``key_source`` "flag") or a config file gets a placeholder to fill in."""
     body = json.dumps({"model": settings.served_model_name,
                        "messages": [{"role": "user", "content": "Say hello in one sentence."}]})
     parts = ["curl", f"{url}/v1/chat/completions", "-H", "Content-Type: application/json"]
-    auth = ' -H "Authorization: Bearer $GPTOSS_API_KEY"' if settings.api_key else ""
+    auth = ""
+    if settings.api_key:
+        if key_source.startswith("env:"):
+            auth = f' -H "Authorization: Bearer ${key_source[4:]}"'
+        else:
+            where = "--api-key" if key_source == "flag" else "serve.api_key"
+            auth = " -H " + shlex.quote(f"Authorization: Bearer <the {where} value>")
     return " ".join(shlex.quote(p) for p in parts) + auth + " -d " + shlex.quote(body)
 
 
-def ready_line(settings: ServeSettings, url: str, description: str) -> str:
+def ready_line(settings: ServeSettings, url: str, description: str, key_source: str = "env:GPTOSS_API_KEY") -> str:
     return (
         f"gptoss: ready: {settings.served_model_name} ({description}) at {url}/v1 — try: "
-        f"{example_curl(settings, url)}"
+        f"{example_curl(settings, url, key_source)}"
     )
 
 
@@ -67,11 +75,13 @@ def serve_app(
     on_ready: Callable[[], None] | None = None,
     log_level: str = "warning",
     configure: Callable[[Any], None] | None = None,
+    on_force: Callable[[], None] | None = None,
 ) -> None:
     """Serve until a signal stops uvicorn. A model that fails to load stops the server and raises CouldNotRun.
 
     ``configure(app)`` may add layers (scheduler, metrics, …) to the app before it starts; when it sets
-    ``app.state.drain``, shutdown signals drain in-flight requests first (``serve/shutdown.py``).
+    ``app.state.drain``, shutdown signals drain in-flight requests first (``serve/shutdown.py``). A second signal
+    cuts the drain short and raises ``Interrupted`` (exit 130); ``on_force`` is called from its signal handler.
     """
     import uvicorn
 
@@ -88,8 +98,16 @@ def serve_app(
     app = create_app(settings, engine, on_ready=on_ready, on_load_error=load_failed)
     if configure is not None:
         configure(app)
+    from gptoss_cli.serve.logfmt import logging_config
+
+    log_config = logging_config(settings.log_format, log_level.upper())
+    if log_config is not None:
+        import logging
+
+        logging.captureWarnings(True)  # warnings.warn (e.g. from transformers) as JSON log lines too
     config = uvicorn.Config(
         app,
+        **({"log_config": log_config} if log_config is not None else {}),
         log_level=log_level,
         lifespan="on",
         access_log=False,
@@ -100,10 +118,12 @@ def serve_app(
     if callable(drain):
         from gptoss_cli.serve.shutdown import make_server
 
-        server = make_server(app, config, drain, settings.drain_timeout)
+        server = make_server(app, config, drain, settings.drain_timeout, on_force=on_force)
     else:
         server = uvicorn.Server(config)
     server.run(sockets=[sock])
+    if getattr(server, "forced", False):
+        raise Interrupted("stopped by a second signal; requests still running were cut off")
     if failure:
         exc = failure[0]
         if isinstance(exc, GptossError):

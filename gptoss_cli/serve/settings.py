@@ -12,8 +12,7 @@ from typing import Any
 
 from gptoss_cli.config import Secret, Settings
 from gptoss_cli.errors import ConfigError
-
-EFFORTS = ("low", "medium", "high")
+from gptoss_cli.serve.options import EFFORTS, flag_name, normalise_host, problem
 
 
 @dataclass(frozen=True)
@@ -44,16 +43,12 @@ class ServeSettings:
     log_prompts: bool = False
 
     def __post_init__(self) -> None:
-        if self.reasoning_effort not in EFFORTS:
-            raise ConfigError(
-                f"reasoning effort must be one of {', '.join(EFFORTS)}, got {self.reasoning_effort!r}"
-            )
-        if self.max_model_len is not None and self.max_model_len < 2:
-            raise ConfigError(f"max model length must be at least 2, got {self.max_model_len}")
-        if not self.served_model_name:
-            raise ConfigError("served model name must not be empty")
-        if self.max_body_bytes < 1024:
-            raise ConfigError(f"max body bytes must be at least 1024, got {self.max_body_bytes}")
+        """The same rules as ``check_serve_options`` (``serve/options.py``), for values built in code."""
+        object.__setattr__(self, "host", normalise_host(self.host))
+        for name in self.__dataclass_fields__:
+            issue = problem(name, getattr(self, name))
+            if issue is not None:
+                raise ConfigError(f"{flag_name(name)} {issue}, got {getattr(self, name)!r}")
 
     @property
     def model_names(self) -> tuple[str, ...]:

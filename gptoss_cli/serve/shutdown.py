@@ -3,7 +3,10 @@
 
 uvicorn alone would close the listening socket at once (new clients see "connection refused", not 503) and re-raise
 the captured signal after shutdown (exit status -15 for SIGTERM). ``DrainingServer`` changes both: the first signal
-starts the drain, a second one forces the exit. uvicorn is imported inside ``serve_app`` only.
+starts the drain, a second one forces the exit: the drain is abandoned, every open connection is closed (their
+generations stop as for a client that went away), the lifespan shutdown is skipped, and ``forced`` is set so the
+caller can report it (exit 130). ``on_force`` runs in the signal handler, e.g. to arm a hard-exit watchdog against
+a worker thread that would keep the interpreter alive. uvicorn is imported inside ``serve_app`` only.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from typing import Any, Awaitable, Callable
 log = logging.getLogger("gptoss.serve")
 
 
-def make_server(app: Any, config: Any, drain: Callable[[float], Awaitable[bool]], drain_timeout: float) -> Any:
+def make_server(app: Any, config: Any, drain: Callable[[float], Awaitable[bool]], drain_timeout: float,
+                on_force: Callable[[], None] | None = None) -> Any:
     """A ``uvicorn.Server`` subclass instance that drains through ``drain(timeout)`` before it exits."""
     import uvicorn
 
@@ -26,6 +30,7 @@ def make_server(app: Any, config: Any, drain: Callable[[float], Awaitable[bool]]
             self._drain_task: asyncio.Task | None = None
             self._loop: asyncio.AbstractEventLoop | None = None
             self.signalled: list[int] = []
+            self.forced = False
 
         async def serve(self, sockets: Any = None) -> None:
             self._loop = asyncio.get_running_loop()
@@ -33,13 +38,37 @@ def make_server(app: Any, config: Any, drain: Callable[[float], Awaitable[bool]]
 
         def handle_exit(self, sig: int, frame: Any) -> None:  # runs as the signal handler (main thread)
             self.signalled.append(sig)
-            if self._drain_task is not None or self._loop is None or not self.started:
-                # second signal, or before the server is up: stop now (no re-raise afterwards)
-                if self.should_exit:
-                    self.force_exit = True
-                self.should_exit = True
-                return
-            self._loop.call_soon_threadsafe(self._start_drain, sig)
+            if len(self.signalled) > 1:
+                self._force(sig)
+            elif self._loop is None or not self.started:
+                self.should_exit = True  # before the server is up: nothing to drain, stop now
+            else:
+                self._loop.call_soon_threadsafe(self._start_drain, sig)
+
+        def _force(self, sig: int) -> None:
+            log.warning("received %s again: stopping now, requests still running are cut off",
+                        signal.Signals(sig).name)
+            self.forced = self.force_exit = self.should_exit = True
+            if on_force is not None:
+                on_force()
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._cut_off)
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            await super().shutdown(sockets)
+            if self.forced:  # uvicorn skips the app's shutdown when forced: give it a moment, never more
+                try:
+                    await asyncio.wait_for(self.lifespan.shutdown(), timeout=2.0)
+                except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - exiting regardless
+                    pass
+
+        def _cut_off(self) -> None:
+            if self._drain_task is not None:
+                self._drain_task.cancel()
+            for connection in list(self.server_state.connections):
+                transport = getattr(connection, "transport", None)
+                if transport is not None:
+                    transport.close()  # the handler sees a disconnect; its generation stops
 
         def _start_drain(self, sig: int) -> None:
             if self._drain_task is None:
@@ -52,6 +81,8 @@ def make_server(app: Any, config: Any, drain: Callable[[float], Awaitable[bool]]
                 clean = await drain(drain_timeout)
                 if not clean:
                     log.warning("drain timeout reached: cancelled the requests still running")
+            except asyncio.CancelledError:
+                pass  # a second signal: stopping without the drain
             except Exception:  # noqa: BLE001 - shutting down regardless
                 log.exception("drain failed")
             finally:

@@ -1,6 +1,7 @@
 """Supervise one long-running child server (``vllm serve``): start, health, bounded restarts, clean stop.
 
-- ``start()`` spawns the child in its own process group and polls its health URL until it answers 200, the child
+- ``start()`` spawns the child in its own process group and polls its health URL (through ``uds``, the child's Unix
+  socket, when given) until it answers 200, the child
   exits (``ChildFailed`` with its exit code and last output line) or ``start_timeout`` passes (the child is stopped,
   then ``ChildFailed``).
 - Once healthy, a monitor task waits for the child to exit — or to stop answering its health URL
@@ -49,6 +50,8 @@ class ChildSupervisor:
         on_failure: Callable[[str], None] | None = None,
         on_output: Callable[[str], None] | None = None,
         before_restart: Callable[[], Awaitable[None]] | None = None,
+        on_healthy: Callable[[], None] | None = None,
+        uds: str | None = None,
         name: str = "child",
         tail_lines: int = 40,
     ) -> None:
@@ -69,6 +72,8 @@ class ChildSupervisor:
         self.tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
         self.on_failure = on_failure
         self.before_restart = before_restart  # e.g. drop pooled connections to the dead child
+        self.on_healthy = on_healthy  # called each time the child (re)starts answering
+        self.uds = uds  # the child's Unix socket: the health URL is requested through it
         self._on_output = on_output or (lambda line: log.info("%s", line))
         self._proc: asyncio.subprocess.Process | None = None
         self._pump_task: asyncio.Task[None] | None = None
@@ -95,7 +100,8 @@ class ChildSupervisor:
     async def probe(self, timeout: float = 2.0) -> bool:
         """Whether the health URL answers 200 right now."""
         if self._client is None:
-            self._client = httpx.AsyncClient(trust_env=False)
+            transport = httpx.AsyncHTTPTransport(uds=self.uds) if self.uds else None
+            self._client = httpx.AsyncClient(trust_env=False, transport=transport)
         try:
             resp = await self._client.get(self.health_url, timeout=timeout)
         except httpx.HTTPError:
@@ -139,6 +145,8 @@ class ChildSupervisor:
             if await self.probe():
                 self.state = "healthy"
                 log.info("%s is healthy (pid %s)", self.name, proc.pid)
+                if self.on_healthy is not None:
+                    self.on_healthy()
                 return
             if proc.returncode is not None:
                 await self._drain_output()

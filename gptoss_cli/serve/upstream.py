@@ -90,6 +90,7 @@ class UpstreamConfig:
     read_timeout: float = 600.0
     max_connections: int = 256
     default_reasoning_effort: str | None = None
+    uds: str | None = None  # a Unix socket to connect through (the host in ``url`` is then only the Host header)
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -100,7 +101,7 @@ class UpstreamConfig:
 
     @property
     def shown_url(self) -> str:
-        return safe_url(self.url)
+        return f"unix:{self.uds}" if self.uds else safe_url(self.url)
 
 
 def safe_url(url: str) -> str:
@@ -142,12 +143,16 @@ class UpstreamBackend:
         headers = {"Accept": "application/json"}
         if config.api_key:
             headers["Authorization"] = f"Bearer {config.api_key.reveal()}"
+        limits = httpx.Limits(max_connections=config.max_connections, max_keepalive_connections=32)
+        transport = self._transport
+        if transport is None and config.uds:
+            transport = httpx.AsyncHTTPTransport(uds=config.uds, limits=limits)
         return httpx.AsyncClient(
             base_url=config.url,
             headers=headers,
-            transport=self._transport,
+            transport=transport,
             timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
-            limits=httpx.Limits(max_connections=config.max_connections, max_keepalive_connections=32),
+            limits=limits,
             trust_env=False,
             follow_redirects=False,
         )

@@ -1,4 +1,4 @@
-"""``--engine vllm``: run ``vllm serve MODEL_DIR`` as a supervised child on a private loopback port.
+"""``--engine vllm``: run ``vllm serve MODEL_DIR`` as a supervised child on a private Unix socket.
 
 The gptoss front stays in front of it (auth, error envelope, backpressure, metrics, access log, Dify-compatible
 fields) and talks to the child through ``UpstreamBackend`` (``upstream.py``). This module builds the exact command
@@ -8,8 +8,14 @@ shutdown (SIGTERM to its process group, SIGKILL after a grace period).
 
 Flag names follow vLLM's gpt-oss recipe (reference/harmony-and-gptoss.md §3.2): ``--reasoning-parser openai_gptoss``,
 ``--tool-call-parser openai --enable-auto-tool-choice``; ``VLLM_SYSTEM_START_DATE`` pins the date in the harmony
-system message (§4.3). The child gets a random API key (``VLLM_API_KEY``, in its environment, never on its command
-line) so that other local users cannot bypass the front's authentication through the loopback port.
+system message (§4.3).
+
+The child listens on no TCP port: ``vllm serve --uds PATH`` (vLLM PR #18097) binds a Unix socket inside a folder
+only this user can enter (``mkdtemp``: 0700; the socket itself is made 0600). vLLM's ``--api-key`` guards only
+``/v1/*`` (it serves ``POST /invocations`` and other routes without it), so a loopback port would let any local
+user use the model around the front's key; the socket's file permissions stop them before HTTP. The child also
+gets a random API key (``VLLM_API_KEY``, in its environment, never on its command line) as a second lock. A vLLM
+too old for ``--uds`` fails at start with an error saying so — never a fallback to TCP.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import os
 import re
 import secrets
 import shutil
-import socket
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -40,6 +46,8 @@ OFFLINE_ENV = {
     "DO_NOT_TRACK": "1",
 }
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+SOCKET_NAME = "vllm.sock"
+MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux, 104 on macOS
 
 
 @dataclass(frozen=True)
@@ -48,8 +56,7 @@ class VllmOptions:
 
     model_dir: Path
     served_model_names: tuple[str, ...] = ("gpt-oss-20b",)
-    port: int = 8001
-    host: str = "127.0.0.1"
+    socket_path: Path | None = None  # None: a fresh private folder when the child starts
     max_model_len: int | None = None
     tensor_parallel_size: int = 1
     pipeline_parallel_size: int = 1
@@ -79,23 +86,24 @@ class VllmOptions:
             raise UsageError(f"--max-model-len must be at least 2, got {self.max_model_len}")
         if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization <= 1:
             raise UsageError("GPU memory utilisation must be in (0, 1]")
-        if not 0 <= self.port < 65536:
-            raise UsageError(f"internal vLLM port out of range: {self.port} (0 picks a free one at start)")
+        if self.socket_path is not None and len(str(self.socket_path)) > MAX_SOCKET_PATH:
+            raise UsageError(f"the vLLM socket path is longer than {MAX_SOCKET_PATH} characters: {self.socket_path}")
 
     @property
     def world_size(self) -> int:
         return self.tensor_parallel_size * self.pipeline_parallel_size
 
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+
+BASE_URL = "http://localhost"  # the host part is only the Host header: requests go through the socket
 
 
 def vllm_argv(o: VllmOptions) -> list[str]:
     """The exact ``vllm serve`` command line. Never ``--trust-remote-code``; safetensors weights only."""
+    if o.socket_path is None:
+        raise UsageError("the vLLM socket path is chosen when the child starts")  # pragma: no cover - caller bug
     argv = [o.executable, "serve", str(o.model_dir),
             "--served-model-name", *o.served_model_names,
-            "--host", o.host, "--port", str(o.port),
+            "--uds", str(o.socket_path),
             "--dtype", o.dtype,
             "--load-format", "safetensors",
             "--tensor-parallel-size", str(o.tensor_parallel_size),
@@ -151,15 +159,21 @@ def preflight(o: VllmOptions, env: Mapping[str, str]) -> list[str]:
     return warnings
 
 
-def free_loopback_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on right now (the child binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+def private_socket_path() -> Path:
+    """``<new 0700 folder>/vllm.sock``: only this user (and root) can reach a socket in there."""
+    folder = Path(tempfile.mkdtemp(prefix="gptoss-vllm-"))
+    if len(str(folder / SOCKET_NAME)) > MAX_SOCKET_PATH:  # a long TMPDIR: fall back to /tmp
+        folder.rmdir()
+        folder = Path(tempfile.mkdtemp(prefix="gptoss-vllm-", dir="/tmp"))
+    return folder / SOCKET_NAME
+
+
+def _no_uds(failure: str) -> bool:
+    return "unrecognized arguments" in failure and "--uds" in failure
 
 
 class VllmBackend:
-    """``ChatBackend``: a supervised ``vllm serve`` child plus an ``UpstreamBackend`` pointed at it."""
+    """``ChatBackend``: a supervised ``vllm serve`` child plus an ``UpstreamBackend`` pointed at its socket."""
 
     def __init__(
         self,
@@ -181,25 +195,29 @@ class VllmBackend:
         self._observe = observe
         self._effort = default_reasoning_effort
         self._read_timeout = read_timeout
+        self._own_folder: Path | None = None  # the private folder we made (removed on close)
         self.supervisor = ChildSupervisor(
-            argv=[], env=vllm_env(options, api_key=self._key, base=env), health_url="",
+            argv=[], env=vllm_env(options, api_key=self._key, base=env), health_url=BASE_URL + "/health",
             start_timeout=start_timeout, max_restarts=max_restarts, stop_grace=stop_grace,
-            on_failure=on_failure, on_output=on_output, before_restart=self._reset_connections, name="vllm",
+            on_failure=on_failure, on_output=on_output, before_restart=self._before_restart,
+            on_healthy=self._protect_socket, name="vllm",
         )
         self.upstream: UpstreamBackend | None = None
-        self.description = (f"vLLM child (tp={options.tensor_parallel_size}, pp={options.pipeline_parallel_size})")
-        if options.port:
-            self._use_port(options.port)
+        self.description = f"vLLM child (tp={options.tensor_parallel_size}, pp={options.pipeline_parallel_size})"
+        if options.socket_path is not None:
+            self._use_socket(options.socket_path)
 
-    def _use_port(self, port: int) -> None:
-        """Point the child's command line, its health URL and the proxy at ``port``."""
-        o = self.options = replace(self.options, port=port)
+    def _use_socket(self, path: Path) -> None:
+        """Point the child's command line, its health probe and the proxy at the Unix socket ``path``."""
+        o = self.options = replace(self.options, socket_path=path)
         self.supervisor.argv = vllm_argv(o)
-        self.supervisor.health_url = o.base_url + "/health"
-        self.description = f"vLLM child on {o.base_url} (tp={o.tensor_parallel_size}, pp={o.pipeline_parallel_size})"
+        self.supervisor.uds = str(path)
+        self.description = (f"vLLM child on unix:{path} (tp={o.tensor_parallel_size}, "
+                            f"pp={o.pipeline_parallel_size})")
         self.upstream = UpstreamBackend(
-            UpstreamConfig(url=o.base_url + "/v1", api_key=Secret(self._key), model=o.served_model_names[0],
-                           default_reasoning_effort=self._effort, read_timeout=self._read_timeout),
+            UpstreamConfig(url=BASE_URL + "/v1", uds=str(path), api_key=Secret(self._key),
+                           model=o.served_model_names[0], default_reasoning_effort=self._effort,
+                           read_timeout=self._read_timeout),
             served_model_name=o.served_model_names[0], observe=self._observe, description=self.description,
         )
 
@@ -225,12 +243,19 @@ class VllmBackend:
         """Nothing to load in process (``start()`` starts the child); present for the layers that time ``load``."""
 
     async def start(self) -> None:
-        if self.upstream is None:  # port 0: pick it now, after the front has bound its own port
-            self._use_port(free_loopback_port(self.options.host))
+        if self.upstream is None:  # a private folder of our own, made now
+            path = private_socket_path()
+            self._own_folder = path.parent
+            self._use_socket(path)
+        self._remove_stale_socket()
         try:
             await self.supervisor.start()
         except ChildFailed as exc:
+            if _no_uds(str(exc)):
+                raise CouldNotRun("this vLLM has no --uds option: gptoss runs it on a private Unix socket",
+                                  hint="install a newer vLLM (one whose `vllm serve --help` lists --uds)") from None
             raise CouldNotRun(str(exc), hint="see the vLLM output above") from None
+        assert self.upstream is not None
         await self.upstream.start()
         if self.upstream.max_model_len:
             self.max_model_len = self.upstream.max_model_len
@@ -244,9 +269,22 @@ class VllmBackend:
     async def open_stream(self, kind: str, body: dict[str, Any], model: str) -> Any:
         return await self._proxy().open_stream(kind, body, model)
 
-    async def _reset_connections(self) -> None:
+    async def _before_restart(self) -> None:
         if self.upstream is not None:
             await self.upstream.reset_connections()
+        self._remove_stale_socket()
+
+    def _remove_stale_socket(self) -> None:
+        """A socket file left by a dead child would make the next one fail to bind ("Address already in use")."""
+        path = self.options.socket_path
+        if path is not None and path.is_socket():
+            path.unlink()
+
+    def _protect_socket(self) -> None:
+        """0600 on the socket the child made (the 0700 folder already keeps other users out)."""
+        path = self.options.socket_path
+        if path is not None and path.is_socket():
+            os.chmod(path, 0o600)
 
     def _proxy(self) -> UpstreamBackend:
         if self.upstream is None:
@@ -261,6 +299,9 @@ class VllmBackend:
                 await self.upstream.close()
         finally:
             await self.supervisor.stop()
+            self._remove_stale_socket()
+            if self._own_folder is not None:
+                shutil.rmtree(self._own_folder, ignore_errors=True)
 
 
 __all__ = [
@@ -269,8 +310,8 @@ __all__ = [
     "OFFLINE_ENV",
     "VllmBackend",
     "VllmOptions",
-    "free_loopback_port",
     "preflight",
+    "private_socket_path",
     "vllm_argv",
     "vllm_env",
 ]
