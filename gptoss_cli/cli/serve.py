@@ -10,6 +10,7 @@ import typer
 from gptoss_cli.cli._errors import boundary
 from gptoss_cli.cli._options import output_for, settings_for
 from gptoss_cli.cli._output import Output
+from gptoss_cli.cli._progress import byte_progress
 from gptoss_cli.config import Settings
 from gptoss_cli.errors import CheckFailed, CouldNotRun, UsageError
 
@@ -113,6 +114,7 @@ def serve(
     from gptoss_cli.serve.settings import ServeSettings
 
     out = output_for(ctx)
+    out.streamed = True  # --json: JSON Lines on stdout (a "ready" event, then the "exit" envelope)
     settings = settings_for(ctx, {
         "serve.host": host, "serve.port": port, "serve.served_model_name": served_model_name,
         "serve.aliases": alias or None, "serve.api_key": api_key, "serve.device": device, "serve.dtype": dtype,
@@ -163,11 +165,20 @@ def serve(
     url = base_url(serve_settings.host, sock.getsockname()[1])
     out.info(f"gptoss: loading {folder} ..." if kind == "transformers" else f"gptoss: starting {engine.description}")
     serve_app(serve_settings, engine, sock, configure=install,
-              on_ready=lambda: _say(out, ready_line(serve_settings, url, engine.description)))
+              on_ready=lambda: _ready(out, ready_line(serve_settings, url, engine.description), {
+                  "model": serve_settings.served_model_name, "aliases": list(serve_settings.aliases),
+                  "engine": engine.description, "url": f"{url}/v1", "api_key_required": bool(serve_settings.api_key)}))
 
 
 def _say(out: Output, line: str) -> None:
     out.err.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _ready(out: Output, line: str, event: dict[str, Any]) -> None:
+    """The ready line on stderr; with --json also one ``{"event": "ready", ...}`` line on stdout (JSON Lines)."""
+    _say(out, line)
+    if out.json_mode:
+        out.event("ready", **event)
 
 
 def _model_folder(model_dir: Optional[Path], settings: Settings) -> Path:
@@ -194,7 +205,8 @@ def _verify(folder: Path, settings: Settings, out: Output) -> None:
         out.warn("cannot verify the model (gptoss_cli.verify unavailable); starting without verification")
         return
     out.info(f"gptoss: verifying {folder} against {lock} ...")
-    result = verify_lock(lock, model_dir=folder, jobs=int(settings.get("verify.jobs", 0) or 0))
+    with byte_progress(out, "verifying") as progress:
+        result = verify_lock(lock, model_dir=folder, jobs=int(settings.get("verify.jobs", 0) or 0), progress=progress)
     if not result.ok:
         raise CheckFailed(f"the model does not match {lock}: {result.summary()}",
                           hint="run `gptoss verify` for details, or --skip-verify to serve anyway")
