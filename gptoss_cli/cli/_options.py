@@ -152,6 +152,15 @@ def settings_for(ctx: Any, flags: Mapping[str, Any] | None = None) -> Settings:
         for key, resolved in sorted(settings.values.items()):
             if resolved.source != "default":
                 spec = FIELDS_BY_KEY.get(key)
-                value = "********" if spec is not None and spec.secret else scrub_userinfo(repr(mask(resolved.value)))
+                value = "********" if spec is not None and spec.secret else scrub_userinfo(_shown(resolved.value))
                 out.detail(f"gptoss: {key} = {value} ({resolved.source})")
     return settings
+
+
+def _shown(value: Any) -> str:
+    import json
+
+    from gptoss_cli.cli._output import to_jsonable
+
+    plain = to_jsonable(mask(value))
+    return plain if isinstance(plain, str) else json.dumps(plain)
