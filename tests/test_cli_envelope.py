@@ -179,3 +179,8 @@ def test_serve_json_is_json_lines_ready_then_exit(tmp_path: Path) -> None:
     assert [json.loads(line) for line in rest.splitlines()] == [
         {"schema": "gptoss.serve/1", "event": "exit", "ok": True, "exit_code": 0}]
     assert "gptoss: ready:" in err  # the human ready line stays on stderr
+
+
+def test_error_type_is_a_class_of_the_documented_tree(tmp_path: Path) -> None:
+    gone = envelope(runner.invoke(app, ["verify", str(tmp_path / "none"), "--json"]), "gptoss.verify/1", 3)
+    assert gone["error"]["type"] == "CouldNotRun"  # a LockError, reported as its documented class

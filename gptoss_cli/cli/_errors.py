@@ -57,13 +57,19 @@ def report(exc: BaseException) -> int:
 
 
 def error_info(exc: BaseException) -> dict[str, Optional[str]]:
-    """The envelope's ``error``: the exception class (``UsageError``, ``NetworkError``, …), message and hint."""
+    """The envelope's ``error``: its class in the documented tree (``UsageError``, ``NetworkError``, …), message
+    and hint."""
     if isinstance(exc, GptossError):
-        return {"type": type(exc).__name__, "message": " ".join(exc.message.split()), "hint": exc.hint}
+        return {"type": _public_class(exc), "message": " ".join(exc.message.split()), "hint": exc.hint}
     if isinstance(exc, KeyboardInterrupt):
         return {"type": "Interrupted", "message": "interrupted", "hint": None}
     return {"type": "InternalError", "message": f"{type(exc).__name__}: {_internal_detail(exc)}",
             "hint": "set GPTOSS_DEBUG=1 for the traceback"}
+
+
+def _public_class(exc: GptossError) -> str:
+    """The nearest class of the documented tree in ``gptoss_cli.errors`` (``LockError`` → ``CouldNotRun``)."""
+    return next(c.__name__ for c in type(exc).__mro__ if c.__module__ == GptossError.__module__)
 
 
 def _is_framework_exception(exc: BaseException) -> bool:

@@ -14,6 +14,7 @@ lazily included), as options whose values go straight into :class:`AppState`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Mapping, Optional
@@ -75,8 +76,10 @@ def _flag(*decls: str) -> Any:
     return typer.Option(*decls, help=COMMON_HELP[name], expose_value=False, callback=_remember)
 
 
-def _common_params() -> list[Any]:
-    """Fresh Click parameters for the output options, built by Typer itself from a template command."""
+@functools.lru_cache(maxsize=1)
+def _common_params() -> tuple[Any, ...]:
+    """The Click parameters of the output options, built once by Typer itself from a template command and shared
+    by every command (a parameter keeps no per-invocation state: values live in the context)."""
     template = typer.Typer(add_completion=False)
 
     @template.command()
@@ -88,7 +91,7 @@ def _common_params() -> list[Any]:
     ) -> None:
         pass  # pragma: no cover - never invoked
 
-    return list(typer.main.get_command(template).params)
+    return tuple(typer.main.get_command(template).params)
 
 
 def add_common_options(command: Any) -> Any:
