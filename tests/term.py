@@ -77,10 +77,16 @@ def screen(raw: str) -> list[str]:
 def run_in_terminal(argv: list[str], env: dict[str, str], *, cols: int = 200, rows: int = 50,
                     timeout: float = 120, cwd: Optional[str] = None) -> tuple[int, list[str]]:
     """Run ``argv`` with stdin, stdout and stderr on one pseudo-terminal; return (exit code, screen lines)."""
+    code, raw = run_raw_in_terminal(argv, env, cols=cols, rows=rows, timeout=timeout, cwd=cwd)
+    return code, screen(raw)
+
+
+def run_raw_in_terminal(argv: list[str], env: dict[str, str], *, cols: int = 200, rows: int = 50,
+                        timeout: float = 120, cwd: Optional[str] = None) -> tuple[int, str]:
+    """Like :func:`run_in_terminal`, but return everything written to the terminal, control sequences included."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     env = {**env, "COLUMNS": str(cols), "LINES": str(rows), "TERM": "xterm-256color"}
-    env.pop("NO_COLOR", None)
     proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True, cwd=cwd)
     os.close(slave)
     chunks: list[bytes] = []
@@ -105,4 +111,4 @@ def run_in_terminal(argv: list[str], env: dict[str, str], *, cols: int = 200, ro
             proc.kill()
         proc.wait(timeout=10)
         os.close(master)
-    return proc.returncode, screen(b"".join(chunks).decode("utf-8", "replace"))
+    return proc.returncode, b"".join(chunks).decode("utf-8", "replace")

@@ -22,7 +22,7 @@ from gptoss_cli.lockfile import Lock, LockedFile, ModelPin, write_lock
 from tests.dify_fake import FakeDify, StubOpenAI
 from tests.hub_fixtures import FakeHub, FakeRepo, random_bytes
 from tests.osv_fixtures import FakeOsv, fake_osv  # noqa: F401 - fixture
-from tests.term import run_in_terminal
+from tests.term import run_in_terminal, run_raw_in_terminal
 
 runner = CliRunner()
 SHARD = "model-00000-of-00001.safetensors"
@@ -214,3 +214,16 @@ def test_piped_audit_table_keeps_whole_advisory_ids(tmp_path: Path, fake_osv: Fa
     res = runner.invoke(app, ["audit", "-r", str(req), "--osv-url", fake_osv.url], env={"COLUMNS": "40"})
     assert res.exit_code == 1, res.output
     assert "GHSA-demo-0001-aaaa" in res.stdout and "CVE-2099-1001" in res.stdout and "…" not in res.stdout
+
+
+COLOUR = re.compile(r"\x1b\[(?:\d+;)*(?:3[0-9]|4[0-9]|9[0-7]|38;5;\d+|38;2;[\d;]+)m")
+
+
+def test_no_color_on_a_terminal_drops_colour_from_results_progress_and_errors(tmp_path: Path) -> None:
+    dest = make_dest(tmp_path / "d", {"config.json": b"{}"})
+    (dest / "model" / "config.json").write_bytes(b"[]")
+    argv = [sys.executable, "-m", "gptoss_cli", "verify", str(dest)]
+    code, coloured = run_raw_in_terminal(argv, env=dict(os.environ), cwd=str(dest))
+    assert code == 1 and COLOUR.search(coloured)  # a terminal gets colour by default (red "mismatch")
+    code, plain = run_raw_in_terminal(argv, env={**os.environ, "NO_COLOR": "1"}, cwd=str(dest))
+    assert code == 1 and "mismatch" in plain and not COLOUR.search(plain)

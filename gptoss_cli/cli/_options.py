@@ -42,6 +42,7 @@ class AppState:
         return QUIET if self.quiet else VERBOSE if self.verbose else NORMAL
 
 
+# A command may still declare its own --json (then pass it to ``output_for``); the shared one is added otherwise.
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
 DestOpt = Annotated[
     Optional[Path], typer.Option("--dest", help="Fetch destination (code/, model/, gptoss.lock.json). [default: ./gpt-oss]")

@@ -95,7 +95,6 @@ class Output:
         if not self.out.is_terminal:
             self.out.width = WIDE
         self.pending: Any = None  # the result, written inside the envelope when the command ends (--json)
-        self.has_result = False
         self.streamed = False  # serve --json writes one JSON line per event instead of one document
 
     @property
@@ -108,8 +107,10 @@ class Output:
 
     def result(self, data: Any, human: Callable[[Console], None] | None = None) -> None:
         """The command's result: kept for the --json envelope (written by the boundary), else rendered now."""
-        if self.json_mode or human is None:
-            self.pending, self.has_result = data, True
+        if self.json_mode:
+            self.pending = data
+        elif human is None:  # no human rendering: the plain result document
+            write_json(to_jsonable(data))
         else:
             human(self.out)
 
