@@ -361,6 +361,12 @@ def no_color(env: Mapping[str, str] | None = None) -> bool:
     return bool(env.get("NO_COLOR"))
 
 
+def progress_bars_disabled(env: Mapping[str, str] | None = None) -> bool:
+    """``HF_HUB_DISABLE_PROGRESS_BARS`` (huggingface_hub's switch, truthy 1/true/yes/on): no animated bars."""
+    env = os.environ if env is None else env
+    return env.get("HF_HUB_DISABLE_PROGRESS_BARS", "").strip().lower() in _TRUE
+
+
 PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "all_proxy",
               "no_proxy")
 
@@ -392,6 +398,7 @@ __all__ = [
     "mask",
     "network_environment",
     "no_color",
+    "progress_bars_disabled",
     "read_config_file",
     "read_env",
 ]

@@ -171,7 +171,11 @@ def test_environment_audit(tmp_path: Path, fake_osv: FakeOsv) -> None:
 def test_usage_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     result = _audit("--env", *args)
     assert result.exit_code == 2
-    assert message in result.stderr and result.stdout == ""
+    assert message in result.stderr
+    doc = json.loads(result.stdout)  # --json: the usage error is the envelope's error, and no report
+    assert doc["schema"] == "gptoss.audit/1" and doc["ok"] is False and doc["exit_code"] == 2
+    assert doc["error"]["type"] == "UsageError" and message in doc["error"]["message"]
+    assert "targets" not in doc and "outcome" not in doc
 
 
 def test_osv_db_missing_is_usage_error(tmp_path: Path) -> None:

@@ -153,7 +153,10 @@ def test_cli_secrets_and_single_json_document(version: str) -> None:
         # Dify's validation fails (wrong server key, no preflight): one line, exit 3
         bad = runner.invoke(app, [*common, "--email", fake.email, "--password-env", "PW", "--no-preflight",
                                   "--server-api-key-env", "BAD"], env={**env, "BAD": "sk-wrong-key-3"})
-        assert bad.exit_code == 3 and bad.stdout == ""
+        assert bad.exit_code == 3
+        failed = json.loads(bad.stdout)  # --json: only the envelope, with the error and no result
+        assert failed["ok"] is False and failed["exit_code"] == 3 and "model" not in failed
+        assert failed["error"]["type"] in ("CouldNotRun", "RemoteServiceError")
         assert len([x for x in bad.stderr.splitlines() if x.startswith("gptoss: error:")]) == 1
         secrets = [fake.password, base64.b64encode(fake.password.encode()).decode(), key, admin, "sk-wrong-key-3",
                    *fake.tokens, *fake.refresh_tokens, *fake.csrf]

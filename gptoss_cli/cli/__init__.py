@@ -21,12 +21,13 @@ from gptoss_cli.cli import audit
 from gptoss_cli.cli import dify
 from gptoss_cli.cli import serve
 from gptoss_cli.cli._errors import report
-from gptoss_cli.cli._options import AppState
+from gptoss_cli.cli._options import GptossGroup, state
 
 app = typer.Typer(
     name="gptoss",
     help="Private gpt-oss for Dify: fetch, verify, audit, serve and register — offline once the weights are in.",
     no_args_is_help=True,
+    cls=GptossGroup,  # -q/-v/--json/--no-truncate on every command; one-line usage errors
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: rich help panels import markdown-it and double start-up time
     add_completion=True,
@@ -47,7 +48,6 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def _root(
     ctx: typer.Context,
-    json_out: Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")] = False,
     config: Annotated[
         Optional[Path], typer.Option("--config", help="Use this config file instead of gptoss.toml / XDG config.")
     ] = None,
@@ -57,7 +57,7 @@ def _root(
     ] = False,
 ) -> None:
     """Private gpt-oss for Dify: fetch, verify, audit, serve and register — offline once the weights are in."""
-    ctx.obj = AppState(json=json_out, config_file=config)
+    state(ctx).config_file = config  # --json, -q, -v, --no-truncate: recorded by GptossGroup's options
 
 
 app.command("doctor")(doctor.doctor)

@@ -1,4 +1,16 @@
-"""Output helpers: results to stdout (rich for people, one JSON document with --json), diagnostics to stderr."""
+"""Output helpers: results to stdout (rich for people, one JSON document with --json), diagnostics to stderr.
+
+Levels (``-q`` / ``-v``): ``quiet`` drops progress and info lines (results, warnings and errors stay), ``verbose``
+adds detail lines. Tables never elide text when stdout is not a terminal (the console is made wide enough), and
+with ``--no-truncate`` they fold long cells instead of cutting them on a terminal too.
+
+With --json the result is not written at once: the error boundary writes one envelope when the command ends,
+
+    {"schema": "gptoss.<command>/1", "ok": bool, "exit_code": int, <the result's keys>...,
+     "error": {"type", "message", "hint"}}            # "error" only on failure
+
+so a failure after the result (verify mismatch, audit findings) and a failure before it both give one document.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +20,15 @@ import enum
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from rich.console import Console
 
 from gptoss_cli.config import Secret, no_color
+
+QUIET, NORMAL, VERBOSE = "quiet", "normal", "verbose"
+WIDE = 100_000  # the console width when nothing may be truncated: tables take their natural width
+SCHEMA_VERSION = 1
 
 
 def to_jsonable(value: Any) -> Any:
@@ -36,25 +52,104 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+def schema_name(command: str) -> str:
+    """``"fetch"`` → ``gptoss.fetch/1``; ``"config show"`` → ``gptoss.config-show/1``; ``""`` → ``gptoss/1``."""
+    name = "-".join(command.split())
+    return f"gptoss.{name}/{SCHEMA_VERSION}" if name else f"gptoss/{SCHEMA_VERSION}"
+
+
+def envelope(command: str, exit_code: int, result: Any = None, error: Optional[dict[str, Any]] = None,
+             **extra: Any) -> dict[str, Any]:
+    """The one --json document: the result's own keys plus ``schema``, ``ok``, ``exit_code`` (and ``error``)."""
+    data = to_jsonable(result) if result is not None else {}
+    doc: dict[str, Any] = {"schema": schema_name(command), **extra}
+    doc.update(data if isinstance(data, dict) else {"result": data})
+    doc.update({"schema": schema_name(command), "ok": exit_code == 0, "exit_code": exit_code})
+    if error is not None:
+        doc["error"] = error
+    return doc
+
+
+def write_json(doc: dict[str, Any], *, compact: bool = False) -> None:
+    text = json.dumps(doc, ensure_ascii=False, sort_keys=not compact, indent=None if compact else 2)
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader is gone (e.g. Ctrl-C reached both ends of a pipe)
+        pass
+
+
 class Output:
     """Where a command writes: ``out`` (stdout, results) and ``err`` (stderr, progress and diagnostics)."""
 
-    def __init__(self, json_mode: bool = False) -> None:
+    def __init__(self, json_mode: bool = False, *, level: str = NORMAL, no_truncate: bool = False,
+                 command: str = "") -> None:
         self.json_mode = json_mode
+        self.level = level
+        self.command = command
         plain = no_color()
         self.out = Console(file=sys.stdout, no_color=plain, highlight=False, soft_wrap=True)
         self.err = Console(file=sys.stderr, no_color=plain, highlight=False, soft_wrap=True)
+        self.fold = no_truncate  # on a terminal: fold long cells instead of eliding them
+        self.truncate = not no_truncate and self.out.is_terminal
+        if not self.out.is_terminal:
+            self.out.width = WIDE
+        self.pending: Any = None  # the result, written inside the envelope when the command ends (--json)
+        self.streamed = False  # serve --json writes one JSON line per event instead of one document
+
+    @property
+    def quiet(self) -> bool:
+        return self.level == QUIET
+
+    @property
+    def verbose(self) -> bool:
+        return self.level == VERBOSE
 
     def result(self, data: Any, human: Callable[[Console], None] | None = None) -> None:
-        """Emit the command's result: exactly one JSON document with --json, else the human rendering."""
-        if self.json_mode or human is None:
-            sys.stdout.write(json.dumps(to_jsonable(data), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-            sys.stdout.flush()
+        """The command's result: kept for the --json envelope (written by the boundary), else rendered now."""
+        if self.json_mode:
+            self.pending = data
+        elif human is None:  # no human rendering: the plain result document
+            write_json(to_jsonable(data))
         else:
             human(self.out)
 
+    def event(self, name: str, **data: Any) -> None:
+        """One JSON line on stdout (``serve --json``): ``{"schema", "event", ...}``."""
+        self.streamed = True
+        write_json({"schema": schema_name(self.command), "event": name, **to_jsonable(data)}, compact=True)
+
+    def finish(self, exit_code: int, error: Optional[dict[str, Any]] = None) -> None:
+        """Write the --json envelope (once); nothing in human mode."""
+        if not self.json_mode:
+            return
+        self.json_mode = False  # once only
+        if self.streamed:
+            write_json(envelope(self.command, exit_code, None, error, event="exit"), compact=True)
+        else:
+            write_json(envelope(self.command, exit_code, self.pending, error))
+
+    def table(self, *columns: str, title: Optional[str] = None, **kwargs: Any) -> Any:
+        """A rich Table whose cells are never elided when truncation is off (piped output or --no-truncate)."""
+        from rich.table import Table
+
+        table = Table(title=title, **kwargs)
+        for name in columns:
+            table.add_column(name, overflow="fold" if self.fold else "ellipsis")
+        return table
+
+    def short(self, text: str, keep: int) -> str:
+        """``text`` cut to ``keep`` characters + "…" on a terminal; whole when truncation is off."""
+        return text[:keep] + "…" if self.truncate and len(text) > keep else text
+
     def info(self, message: str) -> None:
-        self.err.print(message, markup=False)
+        if not self.quiet:
+            self.err.print(message, markup=False)
+
+    def detail(self, message: str) -> None:
+        """A line for ``-v`` only."""
+        if self.verbose:
+            self.err.print(message, markup=False)
 
     def warn(self, message: str) -> None:
         self.err.print(f"gptoss: warning: {message}", style="yellow", markup=False)

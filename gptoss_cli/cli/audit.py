@@ -13,7 +13,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from gptoss_cli.cli._errors import boundary
-from gptoss_cli.cli._options import DestOpt, JsonOpt, output_for, settings_for
+from gptoss_cli.cli._options import DestOpt, output_for, settings_for
+from gptoss_cli.cli._output import Output
+from gptoss_cli.cli._progress import steps
 from gptoss_cli.errors import CheckFailed, CouldNotRun, UsageError
 
 STALE_DAYS = 30
@@ -60,7 +62,6 @@ def audit(
     resolve: ResolveOpt = None,
     timeout: TimeoutOpt = None,
     dest_opt: DestOpt = None,
-    json_out: JsonOpt = False,
 ) -> None:
     """Audit the fetched code's requirements (and optionally this environment) with pip-audit.
 
@@ -70,7 +71,7 @@ def audit(
     from gptoss_cli.audit import FAIL_ON_CHOICES, FORMATS, SERVICE_CHOICES, AuditRequest, render, run_audit
     from gptoss_cli.audit.formats import headline, write_atomic
 
-    out = output_for(ctx, json_out)
+    out = output_for(ctx)
     if dest is not None and dest_opt is not None and dest != dest_opt:
         raise UsageError("give DEST either as an argument or with --dest, not both")
     explicit_dest = dest or dest_opt
@@ -94,13 +95,15 @@ def audit(
         if not path.is_file():
             raise UsageError(f"-r {path}: no such file")
     scan = explicit_dest is not None or not (files or env)
-    request = AuditRequest(
-        code_dir=Path(settings["fetch.dest"]) / "code" if scan else None, requirement_files=tuple(files),
-        include_env=env, service=svc, osv_url=url, osv_db=db, ignore_vulns=tuple(settings["audit.ignore_vulns"]),
-        fail_on=settings["audit.fail_on"], resolve=bool(settings["audit.resolve"]),
-        timeout=int(settings["audit.timeout"]), cache_dir=settings.home / "pip-audit-cache", progress=out.info,
-    )
-    report = run_audit(request)
+    with steps(out) as step:
+        request = AuditRequest(
+            code_dir=Path(settings["fetch.dest"]) / "code" if scan else None, requirement_files=tuple(files),
+            include_env=env, service=svc, osv_url=url, osv_db=db,
+            ignore_vulns=tuple(settings["audit.ignore_vulns"]), fail_on=settings["audit.fail_on"],
+            resolve=bool(settings["audit.resolve"]), timeout=int(settings["audit.timeout"]),
+            cache_dir=settings.home / "pip-audit-cache", progress=step,
+        )
+        report = run_audit(request)
     _warn_stale(out, report.service.osv_db)
     if output is not None:
         try:
@@ -114,7 +117,7 @@ def audit(
     else:
         json_stdout = out.json_mode or (fmt == "json" and output is None)
         out.json_mode = json_stdout
-        out.result(report, lambda console: _human(console, report, headline(report)))
+        out.result(report, lambda console: _human(console, report, headline(report), out))
     _finish(report)
 
 
@@ -123,7 +126,7 @@ def _check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
         raise UsageError(f"{flag} {value!r}: choose one of {', '.join(choices)}")
 
 
-def _warn_stale(out, osv_db: dict | None) -> None:  # noqa: ANN001 - Output
+def _warn_stale(out: Output, osv_db: dict | None) -> None:
     newest = (osv_db or {}).get("newest_modified")
     if not newest:
         return
@@ -163,7 +166,7 @@ def _grouped(unchecked: list) -> list[str]:  # noqa: ANN001 - Unchecked
     return items
 
 
-def _human(console: Console, report, headline: str) -> None:  # noqa: ANN001 - AuditReport
+def _human(console: Console, report, headline: str, out: Output) -> None:  # noqa: ANN001 - AuditReport
     from gptoss_cli.audit.formats import target_counts
 
     def row(table: Table, *cells: str) -> None:
@@ -175,17 +178,13 @@ def _human(console: Console, report, headline: str) -> None:  # noqa: ANN001 - A
         console.print(f"  {t.kind:<12} {t.label}: {target_counts(t)}", markup=False)
     vulns = report.vulnerabilities()
     if vulns:
-        table = Table(title="known vulnerabilities")
-        for col in ("package", "version", "id", "aliases", "fix versions", "target"):
-            table.add_column(col)
+        table = out.table("package", "version", "id", "aliases", "fix versions", "target", title="known vulnerabilities")
         for t, p, v in vulns:
             row(table, p.name, p.version, v.id, ", ".join(v.aliases), ", ".join(v.fix_versions) or "-", t.label)
         console.print(table)
     unchecked = report.unchecked()
     if unchecked or report.problems:
-        table = Table(title="NOT checked")
-        for col in ("what", "why", "target"):
-            table.add_column(col)
+        table = out.table("what", "why", "target", title="NOT checked")
         for t, u in unchecked:
             row(table, u.name, u.reason, t.label)
         for problem in report.problems:

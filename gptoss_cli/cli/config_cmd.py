@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from gptoss_cli.cli._errors import boundary
-from gptoss_cli.cli._options import JsonOpt, output_for, settings_for
+from gptoss_cli.cli._options import output_for, settings_for
 from gptoss_cli.config import FIELDS, mask
 
 
 @boundary
-def show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+def show(ctx: typer.Context) -> None:
     """Show every effective setting, where it came from (flag, env, file, default); secrets masked."""
-    out = output_for(ctx, json_out)
+    out = output_for(ctx)
     settings = settings_for(ctx)
     rows = [
         {
@@ -29,9 +28,7 @@ def show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     data = {"files": [str(p) for p in settings.files], "settings": rows}
 
     def human(console: Console) -> None:
-        table = Table(title="effective settings")
-        for col in ("key", "value", "source"):
-            table.add_column(col)
+        table = out.table("key", "value", "source", title="effective settings")
         for r in rows:
             value = "" if r["value"] is None else str(r["value"])
             table.add_row(r["key"], value, r["source"])

@@ -9,7 +9,8 @@ import typer
 from rich.console import Console
 
 from gptoss_cli.cli._errors import boundary
-from gptoss_cli.cli._options import JsonOpt, output_for, settings_for
+from gptoss_cli.cli._options import output_for, settings_for
+from gptoss_cli.cli._progress import steps
 from gptoss_cli.config import Secret, Settings, read_env
 from gptoss_cli.errors import UsageError
 
@@ -68,7 +69,6 @@ def dify_register(
     dify_version: VersionOpt = None,
     preflight: PreflightOpt = None,
     insecure: InsecureOpt = None,
-    json_out: JsonOpt = False,
 ) -> None:
     """Register the gptoss endpoint in Dify (any version 0.15+), idempotently; --unregister removes it."""
     import httpx
@@ -76,7 +76,7 @@ def dify_register(
     from gptoss_cli import __version__
     from gptoss_cli.dify import DifyClient, RegisterOptions, register
 
-    out = output_for(ctx, json_out)
+    out = output_for(ctx)
     s = settings_for(ctx, {
         "dify.url": dify_url, "dify.endpoint_url": endpoint_url, "dify.model_name": model_name, "dify.email": email,
         "dify.password_env": password_env, "dify.admin_api_key_env": admin_api_key_env,
@@ -105,7 +105,8 @@ def dify_register(
     with httpx.Client(timeout=timeout, verify=not s["dify.insecure"], follow_redirects=False,
                       headers={"User-Agent": f"gptoss/{__version__}"}) as http:
         client = DifyClient(http, s["dify.url"], dry_run=dry_run)
-        result = register(client, opts, progress=out.info)
+        with steps(out) as step:  # transient on a terminal: the summary below says it all once
+            result = register(client, opts, progress=step)
     for warning in result.warnings:
         out.warn(warning)
     out.result(result, lambda console: _human(console, result))

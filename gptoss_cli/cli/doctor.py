@@ -7,32 +7,32 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from gptoss_cli.cli._errors import boundary
-from gptoss_cli.cli._options import DestOpt, JsonOpt, output_for, settings_for
+from gptoss_cli.cli._options import DestOpt, output_for, settings_for
+from gptoss_cli.errors import CheckFailed
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}
 
 
 @boundary
-def doctor(ctx: typer.Context, dest: DestOpt = None, json_out: JsonOpt = False) -> None:
+def doctor(ctx: typer.Context, dest: DestOpt = None) -> None:
     """Check this machine: Python, packages, torch/CUDA and GPUs, free disk, git, mirror/proxy variables."""
     from gptoss_cli.doctor import run_doctor
 
-    out = output_for(ctx, json_out)
+    out = output_for(ctx)
     settings = settings_for(ctx, {"fetch.dest": dest})
     report = run_doctor(settings["fetch.dest"])
 
     def human(console: Console) -> None:
-        table = Table(title="gptoss doctor")
-        for col in ("check", "status", "detail"):
-            table.add_column(col)
+        table = out.table("check", "status", "detail", title="gptoss doctor")
         for c in report.checks:
             table.add_row(c.name, f"[{_STYLE[c.status]}]{c.status}[/]", c.detail)
         console.print(table)
-        console.print("all required pieces present" if report.ok else "a required piece is missing")
+        if report.ok:
+            console.print("all required pieces present")  # else the error line says what is missing
 
     out.result(report, human)
     if not report.ok:
-        raise typer.Exit(1)
+        missing = ", ".join(c.name for c in report.checks if c.status == "fail")
+        raise CheckFailed(f"a required piece is missing: {missing}", hint="see the detail column; rerun when fixed")

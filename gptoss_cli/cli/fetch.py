@@ -4,66 +4,39 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Annotated, Iterator, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from gptoss_cli.cli._errors import boundary
-from gptoss_cli.cli._options import DestOpt, JsonOpt, output_for, settings_for
+from gptoss_cli.cli._options import DestOpt, output_for, settings_for
 from gptoss_cli.cli._output import Output
-from gptoss_cli.cli.verify import human_size
+from gptoss_cli.cli._progress import Tasks, human_size
 from gptoss_cli.config import Settings
 from gptoss_cli.errors import UsageError
 
 if TYPE_CHECKING:
-    from gptoss_cli.fetch import FetchOptions, FetchResult
+    from gptoss_cli.fetch import FetchOptions, FetchResult, Hooks
 
 _Opt = typer.Option
 
 
-def _columns() -> list[Any]:
-    """Bytes, speed and ETA for the weights bar; object counts for git's stages."""
-    from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, ProgressColumn, TextColumn,
-                               TimeRemainingColumn, TransferSpeedColumn)
-    from rich.text import Text
-
-    class ByUnit(ProgressColumn):
-        def __init__(self, for_bytes: ProgressColumn, for_counts: Optional[ProgressColumn]) -> None:
-            super().__init__()
-            self.for_bytes, self.for_counts = for_bytes, for_counts
-
-        def render(self, task: Any) -> Any:
-            if task.fields.get("unit") == "bytes":
-                return self.for_bytes.render(task)
-            return self.for_counts.render(task) if self.for_counts else Text("")
-
-    return [TextColumn("{task.description}"), BarColumn(), ByUnit(DownloadColumn(), MofNCompleteColumn()),
-            ByUnit(TransferSpeedColumn(), None), ByUnit(TimeRemainingColumn(), None)]
-
-
 @contextlib.contextmanager
-def fetch_progress(out: Output) -> Iterator[tuple[Callable[[int, int], None], Callable[[str, int, Optional[int]], None]]]:
-    """One rich display on stderr: a bytes bar for the weights and one bar per git stage (receiving, ...)."""
-    from rich.progress import Progress
+def fetch_progress(out: Output) -> Iterator[Hooks]:
+    """The core's hooks, rendered on stderr: weights by bytes (with files done), git stages by objects."""
+    from gptoss_cli.fetch import Hooks
 
-    enabled = out.err.is_terminal and not out.json_mode
-    progress = Progress(*_columns(), console=out.err, transient=True, disable=not enabled)
-    tasks: dict[str, Any] = {}
+    with Tasks(out) as tasks:
+        def on_file(path: str, done: int, total: int) -> None:
+            tasks.note("weights", f"{done}/{total} files")
+            out.detail(f"gptoss: {path}: complete, sha256 checked ({done}/{total})")
 
-    def on_bytes(done: int, total: int) -> None:
-        if "weights" not in tasks:
-            tasks["weights"] = progress.add_task("weights", total=total, unit="bytes")
-        progress.update(tasks["weights"], completed=done, total=total)
+        def on_git(stage: str, current: int, maximum: Optional[int]) -> None:
+            tasks.update(f"git {stage}", current, maximum, unit="objects")
 
-    def on_git(stage: str, current: int, maximum: Optional[int]) -> None:
-        if stage not in tasks:
-            tasks[stage] = progress.add_task(f"git {stage}", total=maximum, unit="objects")
-        progress.update(tasks[stage], completed=current, total=maximum)
-
-    with progress:
-        yield on_bytes, on_git
+        yield Hooks(log=lambda m: out.info(f"gptoss: {m}"), progress=lambda d, t: tasks.update("weights", d, t),
+                    git=on_git, file_done=on_file)
 
 
 def build_options(settings: Settings, *, no_code: bool, no_weights: bool, dry_run: bool,
@@ -102,13 +75,12 @@ def build_options(settings: Settings, *, no_code: bool, no_weights: bool, dry_ru
                         from_dir=from_dir, jobs=settings["fetch.jobs"], dry_run=dry_run)
 
 
-def render(result: "FetchResult", console: Console) -> None:
+def render(result: "FetchResult", console: Console, out: Optional[Output] = None) -> None:
+    out = out or Output()
     model = result.model
     if model is not None:
-        title = f"{model.repo_id}@{model.commit[:12]} from {model.endpoint} (hashes: {model.trust})"
-        table = Table(title=("dry run: " if result.dry_run else "") + title)
-        for col in ("file", "size", "action", "hash source"):
-            table.add_column(col)
+        title = f"{model.repo_id}@{out.short(model.commit, 12)} from {model.endpoint} (hashes: {model.trust})"
+        table = out.table("file", "size", "action", "hash source", title=("dry run: " if result.dry_run else "") + title)
         for f in model.files:
             table.add_row(f.path, human_size(f.size), f.action, f.hash_source)
         console.print(table)
@@ -161,13 +133,11 @@ def fetch(
                                              "of model files + --lock) by hard link or copy, hash-checked.")] = None,
     allow_pickle: Annotated[bool, _Opt("--allow-pickle", help="Allow .bin/.pt/.pth/.pkl weights (they can run "
                                        "code when loaded).")] = False,
-    json_out: JsonOpt = False,
 ) -> None:
     """Fetch the gpt-oss code and weights (resumable, sha256-checked) and write DEST/gptoss.lock.json."""
-    from gptoss_cli.fetch import Hooks
     from gptoss_cli.fetch import fetch as run_fetch
 
-    out = output_for(ctx, json_out)
+    out = output_for(ctx)
     if no_code and no_weights:
         raise UsageError("--no-code and --no-weights together leave nothing to fetch")
     settings = settings_for(ctx, {
@@ -177,6 +147,6 @@ def fetch(
         "fetch.allow_pickle": True if allow_pickle else None,
     })
     options = build_options(settings, no_code=no_code, no_weights=no_weights, dry_run=dry_run, from_dir=from_dir)
-    with fetch_progress(out) as (on_bytes, on_git):
-        result = run_fetch(options, Hooks(log=lambda m: out.info(f"gptoss: {m}"), progress=on_bytes, git=on_git))
-    out.result(result, lambda console: render(result, console))
+    with fetch_progress(out) as hooks:
+        result = run_fetch(options, hooks)
+    out.result(result, lambda console: render(result, console, out))

@@ -8,9 +8,10 @@ from typing import Annotated, Any, Iterator, Optional
 
 import typer
 
-from gptoss_cli.cli._errors import boundary, exit_code_for
-from gptoss_cli.cli._options import output_for, settings_for
+from gptoss_cli.cli._errors import boundary, error_info, exit_code_for
+from gptoss_cli.cli._options import output_for, settings_for, state
 from gptoss_cli.cli._output import Output
+from gptoss_cli.cli._progress import byte_progress
 from gptoss_cli.config import Settings
 from gptoss_cli.errors import CheckFailed, CouldNotRun, GptossError, UsageError
 
@@ -109,6 +110,7 @@ def serve(
 ) -> None:
     """Serve the model over an OpenAI-compatible API (chat, completions, models; harmony-aware)."""
     out = output_for(ctx)
+    out.streamed = True  # --json: JSON Lines on stdout (a "ready" event, then the "exit" envelope)
     settings = settings_for(ctx, {
         "serve.host": host, "serve.port": port, "serve.served_model_name": served_model_name,
         "serve.aliases": alias or None, "serve.api_key": api_key, "serve.device": device, "serve.dtype": dtype,
@@ -125,7 +127,9 @@ def serve(
     if settings["serve.log_format"] != "json":
         _start(settings, model_dir, demo=demo, skip_verify=skip_verify, out=out)
         return
-    json_out = JsonLogOutput(json_mode=out.json_mode)
+    json_out = JsonLogOutput(json_mode=out.json_mode, level=out.level, no_truncate=out.fold, command=out.command)
+    json_out.streamed = True
+    state(ctx).output = json_out  # the error boundary writes the --json envelope through this one
     with json_out.errors_reported():
         _start(settings, model_dir, demo=demo, skip_verify=skip_verify, out=json_out)
 
@@ -188,6 +192,7 @@ class JsonLogOutput(Output):
             code = exit_code_for(exc)
             message = exc.one_line() if isinstance(exc, GptossError) else "interrupted"
             self._line("error", message, exit_code=code)
+            self.finish(code, error_info(exc))
             raise typer.Exit(code) from None
 
 
@@ -221,7 +226,9 @@ def _serve_on(sock: Any, settings: Settings, kind: str, folder: Optional[Path], 
     key_source = settings.source("serve.api_key")
     out.info(f"gptoss: loading {folder} ..." if kind == "transformers" else f"gptoss: starting {engine.description}")
     serve_app(serve_settings, engine, sock, configure=install, on_force=_exit_soon,
-              on_ready=lambda: _say(out, ready_line(serve_settings, url, engine.description, key_source)))
+              on_ready=lambda: _ready(out, ready_line(serve_settings, url, engine.description, key_source), {
+                  "model": serve_settings.served_model_name, "aliases": list(serve_settings.aliases),
+                  "engine": engine.description, "url": f"{url}/v1", "api_key_required": bool(serve_settings.api_key)}))
 
 
 def _exit_soon(grace: float = 5.0) -> None:
@@ -245,6 +252,13 @@ def _say(out: Output, line: str) -> None:
         out.info(line)
     else:
         out.err.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _ready(out: Output, line: str, event: dict[str, Any]) -> None:
+    """The ready line on stderr; with --json also one ``{"event": "ready", ...}`` line on stdout (JSON Lines)."""
+    _say(out, line)
+    if out.json_mode:
+        out.event("ready", **event)
 
 
 def _model_folder(model_dir: Optional[Path], settings: Settings) -> Path:
@@ -271,7 +285,8 @@ def _verify(folder: Path, settings: Settings, out: Output) -> None:
         out.warn("cannot verify the model (gptoss_cli.verify unavailable); starting without verification")
         return
     out.info(f"gptoss: verifying {folder} against {lock} ...")
-    result = verify_lock(lock, model_dir=folder, jobs=int(settings.get("verify.jobs", 0) or 0))
+    with byte_progress(out, "verifying") as progress:
+        result = verify_lock(lock, model_dir=folder, jobs=int(settings.get("verify.jobs", 0) or 0), progress=progress)
     if not result.ok:
         raise CheckFailed(f"the model does not match {lock}: {result.summary()}",
                           hint="run `gptoss verify` for details, or --skip-verify to serve anyway")

@@ -2,50 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from gptoss_cli.cli._errors import boundary
-from gptoss_cli.cli._options import JsonOpt, output_for, settings_for
+from gptoss_cli.cli._options import output_for, settings_for
 from gptoss_cli.cli._output import Output
+from gptoss_cli.cli._progress import byte_progress, human_size
 from gptoss_cli.errors import CheckFailed
 
 if TYPE_CHECKING:
     from gptoss_cli.verify import FileCheck
 
 _STYLE = {"ok": "green", "mismatch": "red", "missing": "red", "extra": "yellow"}
-
-
-@contextlib.contextmanager
-def byte_progress(out: Output, description: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar by bytes on stderr (hidden when stderr is not a terminal or with --json)."""
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                               TransferSpeedColumn)
-
-    enabled = out.err.is_terminal and not out.json_mode
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                        TimeRemainingColumn(), console=out.err, transient=True, disable=not enabled)
-    task = progress.add_task(description, total=None)
-
-    def update(done: int, total: int) -> None:
-        progress.update(task, completed=done, total=total)
-
-    with progress:
-        yield update
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"  # pragma: no cover
 
 
 @boundary
@@ -60,13 +32,12 @@ def verify(
                       ] = False,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=0, help="Hashing threads (0 = one per core).")
                     ] = None,
-    json_out: JsonOpt = False,
 ) -> None:
     """Re-hash every file in the lock (parallel, large reads) and report ok / mismatch / missing / extra."""
     from gptoss_cli.lockfile import LOCK_NAME, MODEL_DIRNAME
     from gptoss_cli.verify import verify_lock
 
-    out = output_for(ctx, json_out)
+    out = output_for(ctx)
     settings = settings_for(ctx, {"fetch.dest": dest, "verify.jobs": jobs})
     if lock is not None:
         lock_file = lock
@@ -74,6 +45,7 @@ def verify(
     else:
         lock_file = Path(settings["fetch.dest"]) / LOCK_NAME
         model_dir = Path(settings["fetch.dest"]) / MODEL_DIRNAME
+    out.detail(f"gptoss: checking {model_dir} against {lock_file}")
     with byte_progress(out, "verifying") as progress:
         result = verify_lock(lock_file, model_dir=model_dir, jobs=settings["verify.jobs"], strict=strict,
                              progress=progress)
@@ -81,11 +53,9 @@ def verify(
     def human(console: Console) -> None:
         rows = [f for f in result.files if f.status != "ok"] if len(result.files) > 40 else list(result.files)
         if rows or result.extra:
-            table = Table(title=f"gptoss verify {result.model_dir}")
-            for col in ("file", "status", "detail"):
-                table.add_column(col)
+            table = out.table("file", "status", "detail", title=f"gptoss verify {result.model_dir}")
             for f in rows:
-                table.add_row(f.path, f"[{_STYLE[f.status]}]{f.status}[/]", _detail(f))
+                table.add_row(f.path, f"[{_STYLE[f.status]}]{f.status}[/]", _detail(f, out))
             for p in result.extra:
                 table.add_row(p, "[yellow]extra[/]", "not in the lock")
             console.print(table)
@@ -99,11 +69,11 @@ def verify(
                           hint="rerun `gptoss fetch` to repair (or --lock with the lock you trust)")
 
 
-def _detail(f: FileCheck) -> str:
+def _detail(f: FileCheck, out: Output) -> str:
     if f.status == "missing":
         return "not found"
     if f.status == "mismatch" and f.actual_sha256 is None:
         return f"size {f.actual_size}, expected {f.expected_size}"
     if f.status == "mismatch":
-        return f"sha256 {(f.actual_sha256 or '')[:16]}…, expected {(f.expected_sha256 or '')[:16]}…"
+        return f"sha256 {out.short(f.actual_sha256 or '', 16)}, expected {out.short(f.expected_sha256 or '', 16)}"
     return human_size(f.expected_size or 0)

@@ -102,6 +102,7 @@ class Downloader:
         *,
         counter: Optional[ByteCounter] = None,
         log: Callable[[str], None] = lambda _m: None,
+        on_file: Callable[[str, int, int], None] = lambda _path, _done, _total: None,
         retries: int = 5,
         retry_wait: float = 0.5,
     ) -> None:
@@ -110,6 +111,7 @@ class Downloader:
         self.partial_dir = partial_dir
         self.counter = counter or ByteCounter(0)
         self.log = log
+        self.on_file = on_file  # (path, files done, files in all), from the thread that called run()
         self.retries = retries
         self.retry_wait = retry_wait
         self.cancel = threading.Event()
@@ -131,6 +133,7 @@ class Downloader:
                     exc = fut.exception()
                     if exc is None:
                         results.append(fut.result())
+                        self.on_file(results[-1].path, len(results), len(order))
                     elif not isinstance(exc, (Cancelled, Stopped)):
                         errors.append(exc)
                         self.stop()

@@ -58,11 +58,13 @@ class FetchOptions:
 
 @dataclass(frozen=True)
 class Hooks:
-    """Observers: ``log`` for one-line notes, ``progress(done, total)`` by bytes, ``git(stage, cur, max)``."""
+    """Observers: ``log`` for one-line notes, ``progress(done, total)`` by bytes, ``git(stage, cur, max)``,
+    ``file_done(path, files_done, files_total)`` as each downloaded file is complete."""
 
     log: Callable[[str], None] = lambda _m: None
     progress: Optional[ProgressFn] = None
     git: Optional[GitProgressFn] = None
+    file_done: Callable[[str, int, int], None] = lambda _path, _done, _total: None
     retry_wait: float = 0.5  # first back-off after a transient failure (doubles each try)
 
 
@@ -212,7 +214,7 @@ def _fetch(options: FetchOptions, hooks: Hooks) -> FetchResult:
         if planned:
             counter = ByteCounter(sum(p.size for p in planned), hooks.progress)
             downloader = Downloader(requester, model_dir, partial, counter=counter, log=hooks.log,
-                                    retry_wait=hooks.retry_wait)
+                                    on_file=hooks.file_done, retry_wait=hooks.retry_wait)
             outcomes = downloader.run(list(planned), options.jobs)
             shutil.rmtree(partial, ignore_errors=True)
             model = _model_result(snapshot, trust, tuple(outcomes))
