@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import sys
 
 import pytest
 
@@ -48,6 +49,12 @@ def isolated_env(tmp_path_factory, monkeypatch):
     for name in ("HF_ENDPOINT", "HF_TOKEN", "NO_COLOR", "GPTOSS_DEBUG"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):  # an engine load sets them for the whole process:
+        monkeypatch.setenv(name, "0")  # recorded as absent, so they are removed again after each test
+        monkeypatch.delenv(name)
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:  # read from the environment once, at import: maybe while an engine had it set
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(socket.socket, "connect", _guarded(_real_connect))
     monkeypatch.setattr(socket.socket, "connect_ex", _guarded(_real_connect_ex))
     yield base
