@@ -271,3 +271,12 @@ def test_close_stops_a_running_generation(tiny_dir: Path) -> None:
     with _Counting(eng):
         elapsed, rest = asyncio.run(asyncio.wait_for(go(), 60))
     assert elapsed < 5 and rest < 100 and eng.model is None
+
+
+def test_tiny_temperatures_are_greedy(engine: Any) -> None:
+    """Below 1e-38 a float32 division by the temperature overflows: such temperatures are greedy, not a 500."""
+    prompt = engine.tokenizer.encode(PROMPT)
+    greedy = collect(engine, prompt, SamplingParams(max_tokens=12, temperature=0.0, stop_token_ids=(-1,)))
+    for tiny in (1e-300, 1e-39, 1e-7):
+        assert collect(engine, prompt, SamplingParams(max_tokens=12, temperature=tiny, seed=1,
+                                                      stop_token_ids=(-1,))) == greedy
