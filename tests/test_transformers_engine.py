@@ -56,6 +56,8 @@ def test_tokenizer_adapter_handles_special_token_text(engine: Any) -> None:
     assert tok.decode(ids) == PROMPT  # specials come back as their text
     assert tok.decode(tok.encode("héllo ✓")) == "héllo ✓"
     assert tok.token_id("<|nope|>") is None
+    long = PROMPT * 2000  # past the length tokenised without holding the GIL: the same ids
+    assert len(long) > 64 * 1024 and tok.encode(long) == ids * 2000
 
 
 def test_greedy_matches_transformers_generate_across_prefill_chunks(engine: Any) -> None:

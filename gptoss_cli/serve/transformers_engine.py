@@ -32,6 +32,7 @@ from gptoss_cli.serve.memory import PREFILL_CHUNK, check_memory, estimate_memory
 log = logging.getLogger("gptoss.serve")
 
 SMALL_MODEL_PARAMS = 50_000_000
+_GIL_FREE_CHARS = 32 * 1024  # longer texts are tokenised without holding the GIL (other threads keep running)
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _DONE = object()
 
@@ -60,6 +61,8 @@ class HFTokenizer:
         return int(self._tok.get_vocab_size(with_added_tokens=True))
 
     def encode(self, text: str) -> list[int]:
+        if len(text) > _GIL_FREE_CHARS:  # ``encode`` holds the GIL throughout; ``encode_batch`` releases it
+            return list(self._tok.encode_batch([text], add_special_tokens=False)[0].ids)
         return list(self._tok.encode(text, add_special_tokens=False).ids)
 
     def decode(self, ids: Sequence[int]) -> str:
