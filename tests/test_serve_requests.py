@@ -190,7 +190,8 @@ def test_health_answers_while_a_huge_prompt_tokenises(chunked):
         (COMPLETIONS, {"echo": 0}, "echo"),
         (CHAT, {"stream": "true"}, "stream"),
         (CHAT, {"max_tokens": "5"}, "max_tokens"),
-        (CHAT, {"max_tokens": 5.0}, "max_tokens"),
+        (CHAT, {"max_tokens": 5.5}, "max_tokens"),
+        (CHAT, {"max_tokens": True}, "max_tokens"),
         (CHAT, {"temperature": "0.5"}, "temperature"),
         (CHAT, {"stream_options": {"include_usage": 1}}, "stream_options.include_usage"),
         (CHAT, {"seed": True}, "seed"),
@@ -210,11 +211,15 @@ def test_values_the_schema_rejects_are_rejected(path, extra, param):
     assert engine.prompts == []
 
 
-def test_whole_numbers_are_fine_for_float_fields():
+def test_numbers_are_read_as_json_schema_reads_them():
+    """A whole number is a valid float, and 7.0 a valid integer (JSON Schema's integer is any whole number)."""
     app, engine = scripted(FINAL)
     with ready_client(app) as client:
-        r = client.post(CHAT, json={"messages": USER_HI, "temperature": 1, "top_p": 1, "logprobs": False, "n": 1})
-    assert r.status_code == 200 and engine.params[0].temperature == 1.0
+        r = client.post(CHAT, json={"messages": USER_HI, "temperature": 1, "top_p": 1, "logprobs": False, "n": 1.0,
+                                    "max_tokens": 7.0, "seed": 3.0})
+    assert r.status_code == 200
+    p = engine.params[0]
+    assert (p.temperature, p.max_tokens, p.seed) == (1.0, 7, 3) and isinstance(p.seed, int)
 
 
 def _properties(spec: dict, name: str) -> dict:

@@ -2,8 +2,8 @@
 
 The request models are the contract, and ``/openapi.json`` says exactly what the server accepts:
 
-- types are strict (``"echo": 0``, ``"stream": "true"`` or ``"max_tokens": "5"`` are 400s, not coerced; a whole
-  number is fine where a float is expected);
+- types are strict (``"echo": 0``, ``"stream": "true"`` or ``"max_tokens": "5"`` are 400s, not coerced), as JSON
+  Schema reads them: a whole number is fine where a float is expected, and ``5.0`` is an integer;
 - what the planning code refuses with its own message (``n`` other than 1, ``logprobs``, ``suffix``, more than one
   prompt or 16 stop strings, non-text content parts, unknown reasoning efforts, a ``json_schema`` format without its
   schema) is declared in the schema too (``json_schema_extra``);
@@ -21,9 +21,9 @@ for speed; ``ChatCompletionChunk`` documents (and tests check) their shape.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -42,6 +42,18 @@ class _Open(BaseModel):
     """Objects whose extra keys we keep (messages carry ``reasoning``, ``thinking`` and other vendor keys)."""
 
     model_config = ConfigDict(extra="allow", strict=True)
+
+
+def _integral(value: Any) -> Any:
+    """JSON Schema's integers include ``5.0``; strings and booleans stay wrong (strict validation rejects them)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_integral)]
+PositiveInt = Annotated[int, Field(ge=1), BeforeValidator(_integral)]  # constraints first: they reach the schema
+Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX), BeforeValidator(_integral)]
 
 
 def _text_key(key: str) -> str:
@@ -173,16 +185,16 @@ class ReasoningOptions(_Request):
 
 class SamplingRequest(_Request):
     model: Optional[str] = Field(default=None, description="Served model name or alias (default: the served one).")
-    max_tokens: Optional[int] = Field(
-        default=None, ge=1, description="Prompt plus max_tokens must fit the context (else 400 context_length_exceeded)."
+    max_tokens: Optional[PositiveInt] = Field(
+        default=None, description="Prompt plus max_tokens must fit the context (else 400 context_length_exceeded)."
     )
     temperature: Optional[float] = Field(
         default=None, ge=0.0, le=2.0, description="0 (or anything below 1e-5) is greedy."
     )
     top_p: Optional[float] = Field(default=None, gt=0.0, le=1.0)
     stop: Union[str, list[str], None] = Field(default=None, json_schema_extra={"maxItems": MAX_STOP_STRINGS})
-    seed: Optional[int] = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
-    n: Optional[int] = Field(default=None, description="Only 1 is supported.",
+    seed: Optional[Int64] = None
+    n: Optional[JsonInt] = Field(default=None, description="Only 1 is supported.",
                              json_schema_extra={"minimum": 1, "maximum": 1})
     stream: Optional[bool] = False
     stream_options: Optional[StreamOptions] = None
@@ -202,7 +214,7 @@ class ChatCompletionRequest(SamplingRequest):
     logprobs: Optional[bool] = Field(default=None, description="Not supported: false or absent.",
                                      json_schema_extra={"enum": [False, None]})
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: Optional[int] = Field(default=None, ge=1)
+    max_completion_tokens: Optional[PositiveInt] = None
     tools: Optional[list[Tool]] = None
     tool_choice: Union[Literal["none", "auto", "required"], NamedToolChoice, None] = Field(
         default=None, description="`required` needs tools; a named function must be one of the tools."
@@ -221,7 +233,7 @@ class CompletionRequest(SamplingRequest):
     echo: Optional[bool] = False
     suffix: Optional[str] = Field(default=None, description="Not supported: empty or absent.",
                                   json_schema_extra={"maxLength": 0})
-    logprobs: Optional[int] = Field(default=None, description="Not supported: 0 or absent.",
+    logprobs: Optional[JsonInt] = Field(default=None, description="Not supported: 0 or absent.",
                                     json_schema_extra={"enum": [0, None]})
 
 
