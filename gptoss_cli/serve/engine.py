@@ -31,7 +31,8 @@ HARMONY_SPECIAL_TOKENS: dict[str, int] = {
 
 # The harmony tokens that end an assistant turn: the one list behind the HTTP layer's stop ids and the engine's
 # defaults. ``<|endoftext|>`` is not a harmony stop token, but gpt-oss' generation_config lists it as an eos.
-STOP_TOKEN_TEXTS = ("<|return|>", "<|call|>", "<|endoftext|>")
+HARMONY_STOP_TEXTS = ("<|return|>", "<|call|>")  # openai-harmony's stop_tokens_for_assistant_actions()
+STOP_TOKEN_TEXTS = (*HARMONY_STOP_TEXTS, "<|endoftext|>")
 GREEDY_TEMPERATURE = 1e-5  # temperatures below this are greedy (dividing logits by 1e-300 overflows float32)
 
 
@@ -172,6 +173,7 @@ class ScriptedEngine:
 __all__ = [
     "GREEDY_TEMPERATURE",
     "HARMONY_SPECIAL_TOKENS",
+    "HARMONY_STOP_TEXTS",
     "STOP_TOKEN_TEXTS",
     "ByteTokenizer",
     "Engine",

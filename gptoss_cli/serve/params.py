@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gptoss_cli.serve.engine import STOP_TOKEN_TEXTS, SamplingParams, Tokenizer
+from gptoss_cli.serve.engine import HARMONY_STOP_TEXTS, STOP_TOKEN_TEXTS, SamplingParams, Tokenizer
 from gptoss_cli.serve.errors import BadRequest, ContextLengthExceeded, ModelNotFound
 from gptoss_cli.serve.harmony import RenderOptions
 from gptoss_cli.serve.protocol import EFFORT_VALUES, MAX_STOP_STRINGS, SamplingRequest
@@ -44,7 +44,7 @@ def model_info(tokenizer: Tokenizer, engine_max_len: int | None, settings: Serve
     if not limits:
         raise ValueError("neither the engine nor the settings give a max model length")
     stops = tuple(i for i in (tokenizer.token_id(t) for t in STOP_TOKEN_TEXTS) if i is not None)
-    if not any(tokenizer.token_id(t) is not None for t in ("<|return|>", "<|call|>")):
+    if not any(tokenizer.token_id(t) is not None for t in HARMONY_STOP_TEXTS):
         raise ValueError("the tokenizer has neither <|return|> nor <|call|>: not a harmony tokenizer")
     return ModelInfo(tokenizer=tokenizer, max_model_len=min(limits), stop_token_ids=stops)
 
