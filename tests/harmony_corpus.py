@@ -554,4 +554,23 @@ SEQUENCES: list[Seq] = [
         content="Hi", library="raises", why="'assistantfinal' is an unknown role"),
     Seq("double_start", f"<|start|>assistant{A}r<|end|>{F}ok<|return|>", reasoning="r", content="ok",
         library="differs", why="reads '<|start|>assistant' in the first header as a recipient"),
+    # header words written as text tokens (issue 12 item 3)
+    Seq("header_words_as_text", "analysisLet me think.assistantfinalThe answer is 4.<|return|>",
+        reasoning="Let me think.", content="The answer is 4.", library="differs",
+        why="keeps all of it, header words included, as the text of one message without a channel"),
+    Seq("short_header_words_as_text", "analysisOk.assistantfinal4.<|return|>", reasoning="Ok.", content="4.",
+        library="differs", why="keeps all of it, header words included, as the text of one message"),
+    Seq("assistantfinal_inside_analysis", f"{A}thinking...assistantfinal Hello<|return|>", reasoning="thinking...",
+        content="Hello", library="differs", why="keeps 'assistantfinal Hello' in the analysis text"),
+    Seq("assistant_word_before_channel", f"{A}thinking.assistant<|channel|>final<|message|>Hi<|return|>",
+        reasoning="thinking.", content="Hi", library="differs", why="keeps the second header in the analysis text"),
+    Seq("assistantanalysis_inside_analysis", f"{A}Hmm.assistantanalysisMore thought.assistantfinalDone.<|return|>",
+        reasoning="Hmm.\n\nMore thought.", content="Done.", library="differs",
+        why="keeps the glued headers in the analysis text"),
+    Seq("tool_call_header_as_text",
+        f'{A}Need tool.assistantcommentary to=functions.get_weather json{{"city":"Paris"}}<|call|>',
+        reasoning="Need tool.", calls=(("get_weather", '{"city":"Paris"}'),), finish="tool_calls", library="differs",
+        why="keeps the glued tool-call header and arguments in the analysis text"),
+    Seq("assistant_word_in_prose", "<|channel|>final<|message|>As your assistant, finally: yes. An assistant"
+        "<|return|>", content="As your assistant, finally: yes. An assistant"),
 ]

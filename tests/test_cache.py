@@ -37,7 +37,7 @@ def test_only_deterministic_requests_are_cacheable():
 
 def test_key_depends_on_everything_that_changes_the_output():
     base = cache_key("m", [1, 2, 3], GREEDY)
-    assert base and base.startswith("gptoss:resp:v1:") and len(base) == len("gptoss:resp:v1:") + 64
+    assert base and base.startswith("gptoss:resp:v2:") and len(base) == len("gptoss:resp:v2:") + 64
     assert cache_key("m", [1, 2, 3], GREEDY) == base
     assert cache_key("other-model", [1, 2, 3], GREEDY) != base
     assert cache_key("m", [1, 2, 4], GREEDY) != base
@@ -153,3 +153,45 @@ def test_redis_down_is_a_miss_not_an_error(caplog):
         run(main())
     assert "serving without the cache" in caplog.text
     assert "hunter2" not in caplog.text
+
+
+MALFORMED = [b"garbage", b"\x01\x02\x03", b"12345678", b"", b"\xff" * 4096 + b"x"]
+
+
+def test_malformed_redis_values_are_misses(redis_url, caplog):  # noqa: F811
+    """Whatever another program (or an older version) left under our key is a miss, never a failed request."""
+    import redis
+
+    async def main():
+        c = RedisCache(redis_url)
+        key = cache_key("m", [1, 2, 3], GREEDY)
+        raw = redis.Redis.from_url(redis_url)
+        for value in MALFORMED:
+            raw.set(key, value)
+            assert await c.get(key) is None, value
+        raw.delete(key)
+        raw.rpush(key, b"not", b"a", b"string")  # WRONGTYPE on GET
+        assert await c.get(key) is None
+        raw.delete(key)
+        await c.put(key, [200005, 7, 200002])
+        assert await c.get(key) == [200005, 7, 200002]
+        raw.close()
+        await c.close()
+
+    with caplog.at_level(logging.WARNING, logger="gptoss.serve.cache"):
+        run(main())
+    assert "serving without the cache" in caplog.text
+
+
+def test_malformed_memory_values_are_misses_and_dropped():
+    async def main():
+        c = MemoryCache()
+        for value in MALFORMED:
+            await c.put("k", [1, 2])
+            c._data["k"] = value
+            assert await c.get("k") is None
+            assert "k" not in c._data
+        await c.put("k", [1, 2])
+        assert await c.get("k") == [1, 2]
+
+    run(main())

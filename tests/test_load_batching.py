@@ -224,3 +224,108 @@ def test_wrapped_transformers_engine_matches_unbatched_greedy_and_seeded(tmp_pat
     finally:
         plain.close()
         batched.close()
+
+
+def test_tiny_temperature_is_greedy_and_its_neighbours_are_untouched(model, engine):
+    """temperature 1e-300 (any <= 1e-38 overflows a float32 division) is greedy, in a batch with others."""
+    prompts = [[300, 301, 302], [400, 7], [401, 7, 9]]
+    expected = [reference_greedy(model, p, 12) for p in prompts]
+    temperatures = [1e-300, 0.0, 1e-39]
+
+    async def main():
+        return await asyncio.gather(*[collect(engine, p, SamplingParams(max_tokens=12, temperature=t))
+                                      for p, t in zip(prompts, temperatures)])
+
+    assert run(main()) == expected
+
+
+def test_a_row_that_fails_fails_alone_and_the_batch_goes_on(model, engine, monkeypatch):
+    """A failure while sampling one row ends that request only; the rows decoded with it finish normally."""
+    from gptoss_cli.serve import sampling
+
+    original = sampling.RowSampler.pick
+    picks: dict[int, int] = {}
+
+    def pick(self, logits, greedy_choice=None):
+        if self.params.seed == 666:
+            picks[id(self)] = picks.get(id(self), 0) + 1
+            if picks[id(self)] == 4:
+                raise RuntimeError("probability tensor contains either inf, nan or element < 0")
+        return original(self, logits, greedy_choice)
+
+    monkeypatch.setattr(sampling.RowSampler, "pick", pick)
+    prompts = [[9, 8, 7], [300, 301], [5, 6, 7, 8]]
+    expected = [reference_greedy(model, p, 30) for p in prompts[1:]]
+
+    async def main():
+        bad = collect(engine, prompts[0], SamplingParams(max_tokens=30, temperature=0.8, seed=666))
+        good = [collect(engine, p, SamplingParams(max_tokens=30, temperature=0.0)) for p in prompts[1:]]
+        return await asyncio.gather(bad, *good, return_exceptions=True)
+
+    failed, *finished = run(main())
+    assert isinstance(failed, EngineFailure)
+    assert finished == expected
+    assert max(engine.steps) > 1, "the failing request never shared a batch"
+    assert len(run(collect(engine, [1, 2], SamplingParams(max_tokens=3, temperature=0.0)))) == 3
+
+
+def test_a_failed_prefill_fails_only_the_newcomer(model, monkeypatch):
+    """A prefill that fails (one bad prompt among the arrivals) fails that request; the running rows go on."""
+    eng = BatchingEngine(model, None, max_model_len=256, max_batch=3)
+    eng.load()
+    original = model.forward
+
+    def forward(*args, **kwargs):
+        ids = kwargs.get("input_ids")
+        if ids is not None and ids.shape[1] > 1 and bool((ids == 999).any()):
+            raise RuntimeError("bad prompt")
+        return original(*args, **kwargs)
+
+    model.forward = forward
+    try:
+        async def main():
+            running = asyncio.ensure_future(collect(eng, [300, 301], SamplingParams(max_tokens=40, temperature=0.0)))
+            await asyncio.sleep(0.05)
+            late = await asyncio.gather(collect(eng, [999, 5], SamplingParams(max_tokens=5, temperature=0.0)),
+                                        collect(eng, [5, 6], SamplingParams(max_tokens=5, temperature=0.0)),
+                                        return_exceptions=True)
+            return await running, late
+
+        running, (bad, good) = run(main())
+    finally:
+        del model.forward
+        eng.close()
+    assert running == reference_greedy(model, [300, 301], 40)
+    assert isinstance(bad, EngineFailure)
+    assert good == reference_greedy(model, [5, 6], 5)
+
+
+def test_seeds_are_reduced_the_same_way_on_both_paths(tmp_path):
+    """One documented reduction (seed mod 2**64) on the single and the batched path, negative seeds included."""
+    from gptoss_cli.serve.transformers_engine import TransformersEngine
+    from tests.model_fixtures import make_tiny_model
+
+    folder = make_tiny_model(tmp_path / "tiny")
+    plain = TransformersEngine(folder, device="cpu")
+    batched = BatchingEngine.wrap(TransformersEngine(folder, device="cpu"), max_batch=4)
+    plain.load()
+    batched.load()
+    try:
+        prompt = plain.tokenizer.encode("<|start|>user<|message|>seeds<|end|><|start|>assistant")
+        seeds = [-5, 2**63 - 1, 2**63 + 3, 2**64 + 7]
+        cases = [SamplingParams(max_tokens=10, temperature=1.0, seed=s, stop_token_ids=(-1,)) for s in seeds]
+
+        async def alone():
+            return [await collect(plain, prompt, c) for c in cases]
+
+        async def together():
+            return await asyncio.gather(*[collect(batched, prompt, c) for c in cases])
+
+        single, many = run(alone()), run(together())
+        assert single == many
+        assert len({tuple(tokens) for tokens in single}) > 1  # the seeds are used, not ignored
+        same = SamplingParams(max_tokens=10, temperature=1.0, seed=2**64 + 7 - 2**64, stop_token_ids=(-1,))
+        assert run(collect(plain, prompt, same)) == single[3]
+    finally:
+        plain.close()
+        batched.close()

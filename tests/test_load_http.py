@@ -262,3 +262,27 @@ def test_streams_dropped_mid_way_are_logged_and_counted_as_499():
         m = scrape(base)
         assert m[f"gptoss_requests_total{{route={CHAT},status=499}}"] == 20
         assert m.get(f"gptoss_requests_total{{route={CHAT},status=200}}", 0) == 0
+
+
+def test_a_malformed_redis_entry_is_a_miss_over_http(redis_url):  # noqa: F811
+    """The fault suite's case: garbage under the request's key → the request is answered by the model, and the
+    entry is replaced by a good one."""
+    import redis
+
+    app, engine = make_app(cache_url=redis_url)
+    raw = redis.Redis.from_url(redis_url)
+    try:
+        with live_server(app) as base:
+            first = httpx.post(base + CHAT, json=body(temperature=0), timeout=10)
+            assert first.status_code == 200
+            keys = raw.keys("gptoss:resp:*")
+            assert len(keys) == 1
+            raw.set(keys[0], b"garbage")
+            second = httpx.post(base + CHAT, json=body(temperature=0), timeout=10)
+            assert second.status_code == 200
+            assert second.json()["choices"][0]["message"] == first.json()["choices"][0]["message"]
+            assert len(engine.prompts) == 2
+            third = httpx.post(base + CHAT, json=body(temperature=0), timeout=10)
+            assert third.status_code == 200 and len(engine.prompts) == 2  # the good entry was stored again
+    finally:
+        raw.close()

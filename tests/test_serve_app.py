@@ -7,7 +7,7 @@ import pytest
 from gptoss_cli.serve.protocol import ChatCompletion, ChatCompletionChunk, Completion
 from tests.serve_fixtures import FINAL, USER_HI, ready_client, scripted, sse_events
 
-RETURN, CALL = 200002, 200012
+RETURN, CALL, ENDOFTEXT = 200002, 200012, 199999
 
 
 def test_dify_validation_request_returns_200_even_inside_analysis():
@@ -96,7 +96,7 @@ def test_sampling_parameters_reach_the_engine():
     p = engine.params[0]
     assert (p.temperature, p.top_p, p.seed, p.max_tokens) == (0.0, 0.5, 7, 77)
     assert (p.presence_penalty, p.frequency_penalty) == (0.5, -0.25)
-    assert set(p.stop_token_ids) == {RETURN, CALL}
+    assert set(p.stop_token_ids) == {RETURN, CALL, ENDOFTEXT}  # <|endoftext|> ends a turn too (issue 12)
     assert p.greedy
 
 

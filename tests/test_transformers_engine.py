@@ -56,6 +56,8 @@ def test_tokenizer_adapter_handles_special_token_text(engine: Any) -> None:
     assert tok.decode(ids) == PROMPT  # specials come back as their text
     assert tok.decode(tok.encode("héllo ✓")) == "héllo ✓"
     assert tok.token_id("<|nope|>") is None
+    long = PROMPT * 2000  # past the length tokenised without holding the GIL: the same ids
+    assert len(long) > 64 * 1024 and tok.encode(long) == ids * 2000
 
 
 def test_greedy_matches_transformers_generate_across_prefill_chunks(engine: Any) -> None:
@@ -271,3 +273,12 @@ def test_close_stops_a_running_generation(tiny_dir: Path) -> None:
     with _Counting(eng):
         elapsed, rest = asyncio.run(asyncio.wait_for(go(), 60))
     assert elapsed < 5 and rest < 100 and eng.model is None
+
+
+def test_tiny_temperatures_are_greedy(engine: Any) -> None:
+    """Below 1e-38 a float32 division by the temperature overflows: such temperatures are greedy, not a 500."""
+    prompt = engine.tokenizer.encode(PROMPT)
+    greedy = collect(engine, prompt, SamplingParams(max_tokens=12, temperature=0.0, stop_token_ids=(-1,)))
+    for tiny in (1e-300, 1e-39, 1e-7):
+        assert collect(engine, prompt, SamplingParams(max_tokens=12, temperature=tiny, seed=1,
+                                                      stop_token_ids=(-1,))) == greedy

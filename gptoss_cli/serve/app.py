@@ -28,12 +28,13 @@ from typing import Any, AsyncIterator, Callable
 from gptoss_cli.serve.engine import Engine, SamplingParams
 from gptoss_cli.serve.errors import APIError, BadRequest, ModelNotFound, NotReady, RouteNotFound, api_error_for
 from gptoss_cli.serve.params import ModelInfo, model_info
+from gptoss_cli.serve.protocol import LONE_SURROGATE_ERROR
 from gptoss_cli.serve.settings import ServeSettings
 from gptoss_cli.serve.upstream_app import is_backend, start_backend
 
 log = logging.getLogger("gptoss.serve")
 
-_THREAD_PLAN_BYTES = 64 * 1024  # render + tokenize bigger requests in a worker thread
+_THREAD_PLAN_BYTES = 64 * 1024  # render + tokenize bigger request bodies in a worker thread
 
 
 async def generate_tokens(state: Any, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[int]:
@@ -60,7 +61,7 @@ def create_app(
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    from gptoss_cli.serve import routes
+    from gptoss_cli.serve import openapi, routes
     from gptoss_cli.serve.middleware import GuardMiddleware
 
     @asynccontextmanager
@@ -102,6 +103,7 @@ def create_app(
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(GuardMiddleware, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes)
     app.include_router(routes.router)
+    openapi.install(app, bearer=settings.api_key is not None)
     return app
 
 
@@ -166,10 +168,11 @@ def require_info(state: Any) -> ModelInfo:
     return state.model_info
 
 
-async def plan_request(fn: Callable[..., Any], body: Any, state: Any, content_length: int) -> Any:
-    """Render + tokenize; big requests go to a worker thread so the event loop keeps streaming others."""
+async def plan_request(fn: Callable[..., Any], body: Any, state: Any, body_bytes: int) -> Any:
+    """Render + tokenize; big requests (by the size of the body actually read, chunked ones too) go to a worker
+    thread so the event loop keeps answering and streaming others (the tokenizer releases the GIL there)."""
     info = require_info(state)
-    if content_length > _THREAD_PLAN_BYTES:
+    if body_bytes > _THREAD_PLAN_BYTES:
         return await asyncio.to_thread(fn, body, state.settings, info)
     return fn(body, state.settings, info)
 
@@ -199,6 +202,9 @@ async def _validation_error(request: Any, exc: Exception) -> Any:
         return _json_error(BadRequest("Invalid request."))
     first = errors[0]
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    if first.get("type") == LONE_SURROGATE_ERROR:  # raised for the whole body: the path is in its context
+        where = str((first.get("ctx") or {}).get("param") or "") or None
+        return _json_error(BadRequest(str(first.get("msg", "Invalid Unicode in the request.")), param=where))
     if first.get("type") == "json_invalid":
         return _json_error(BadRequest(f"Request body is not valid JSON: {first.get('msg', '')}."))
     if not loc:
@@ -222,13 +228,28 @@ async def _http_error(request: Any, exc: Exception) -> Any:
     if status == 404:
         return _json_error(RouteNotFound(f"Unknown path {request.url.path}."))
     if status == 405:
+        allow = (getattr(exc, "headers", None) or {}).get("Allow") or _allowed_methods(request)
         return _json_error(RouteNotFound(f"Method {request.method} is not allowed on {request.url.path}.",
-                                         code="method_not_allowed", status=405))
+                                         code="method_not_allowed", status=405,
+                                         headers={"Allow": allow} if allow else None))
     err = APIError(str(getattr(exc, "detail", "")) or "Request failed.", status=status)
     if status < 500:
         err.type = "invalid_request_error"
         err.code = None
     return _json_error(err)
+
+
+def _allowed_methods(request: Any) -> str:
+    """The methods the app's routes accept on this path (for the ``Allow`` header of a 405)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in getattr(request.app, "routes", ()):
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE and getattr(route, "methods", None):
+            methods.update(route.methods)
+    methods.discard("HEAD")
+    return ", ".join(sorted(methods))
 
 
 async def _unexpected_error(request: Any, exc: Exception) -> Any:

@@ -16,6 +16,8 @@ from typing import Any, Callable, Sequence
 import torch
 from transformers import DynamicCache
 
+from gptoss_cli.serve.sampling import RowSampler
+
 PAD_ID = 0
 
 
@@ -29,7 +31,7 @@ class BatchState:
         self._new: tuple[list[Any], Any, torch.Tensor] | None = None
 
     # -- steps ----------------------------------------------------------------------------------------------------
-    def prefill(self, reqs: list[Any], chunk: int = 256) -> list[int]:
+    def prefill(self, reqs: list[Any], chunk: int = 256) -> list[Any]:
         """Run the prompts of ``reqs`` (left-padded, ``chunk`` columns per forward so attention scores stay small);
         return each one's first sampled token."""
         length = max(len(r.prompt) for r in reqs)
@@ -49,9 +51,13 @@ class BatchState:
             logits = out.logits[:, -1, :]
         for r in reqs:
             r.position = len(r.prompt)
-            r.generator = _generator(self.device, r.params.seed)
+            r.sampler = RowSampler(r.params, self.device)
         self._new = (list(reqs), cache, mask)
         return sample(logits, reqs)
+
+    def discard_pending(self) -> None:
+        """Forget a prefill that failed half-way (the running batch was never touched by it)."""
+        self._new = None
 
     def merge_pending(self, keep: Callable[[Any], bool]) -> None:
         """Add the rows prefilled last (those ``keep`` accepts) to the running batch."""
@@ -70,8 +76,8 @@ class BatchState:
         self.cache, self.mask = _merge(self.cache, self.mask, cache, mask)
         self.rows = self.rows + reqs
 
-    def decode(self) -> list[int]:
-        """One step for every row: feed each row's last token, return the next ones."""
+    def decode(self) -> list[Any]:
+        """One step for every row: feed each row's last token, return the next ones (see ``sample``)."""
         ids = torch.tensor([[r.generated[-1]] for r in self.rows], dtype=torch.long, device=self.device)
         positions = torch.tensor([[r.position] for r in self.rows], dtype=torch.long, device=self.device)
         self.mask = torch.cat([self.mask, torch.ones((len(self.rows), 1), dtype=self.mask.dtype,
@@ -164,43 +170,16 @@ def _trim_leading_padding(cache: Any, state: BatchState) -> None:
 
 
 # -- sampling -----------------------------------------------------------------------------------------------------
-def _generator(device: torch.device, seed: int | None) -> torch.Generator:
-    gen = torch.Generator(device=device)
-    if seed is None:
-        gen.seed()
-    else:
-        gen.manual_seed(int(seed) if 0 <= int(seed) < 2**63 else int(seed) % 2**63)
-    return gen
-
-
-def sample(logits: torch.Tensor, reqs: Sequence[Any]) -> list[int]:
-    """Pick each row's next token with that row's own parameters (greedy rows: argmax)."""
+def sample(logits: torch.Tensor, reqs: Sequence[Any]) -> list[Any]:
+    """Each row's next token, picked by that row's own ``RowSampler`` (``serve/sampling.py``). A row whose sampling
+    fails gets the exception in its place: it fails alone, the other rows go on."""
     logits = logits.float()
-    greedy = logits.argmax(dim=-1).tolist()
-    out: list[int] = []
+    plain = [r.sampler.plain_greedy for r in reqs]
+    greedy = logits.argmax(dim=-1).tolist() if any(plain) else [None] * len(reqs)
+    out: list[Any] = []
     for i, r in enumerate(reqs):
-        p = r.params
-        if p.temperature <= 0.0 and not (p.presence_penalty or p.frequency_penalty):
-            out.append(int(greedy[i]))
-            continue
-        row = logits[i]
-        if (p.presence_penalty or p.frequency_penalty) and r.generated:
-            counts = torch.bincount(torch.tensor(r.generated, device=row.device), minlength=row.shape[-1])
-            counts = counts[: row.shape[-1]].to(row.dtype)
-            row = row - p.frequency_penalty * counts - p.presence_penalty * (counts > 0).to(row.dtype)
-        if p.temperature <= 0.0:
-            out.append(int(row.argmax()))
-            continue
-        out.append(_sample_row(row / p.temperature, p.top_p, r.generator))
+        try:
+            out.append(r.sampler.pick(logits[i], greedy[i] if plain[i] else None))
+        except Exception as exc:  # noqa: BLE001 - handed to that row's consumer
+            out.append(exc)
     return out
-
-
-def _sample_row(row: torch.Tensor, top_p: float, gen: torch.Generator) -> int:
-    """Same arithmetic as the unbatched ``TransformersEngine._sample``: one seed gives one answer either way."""
-    probs = torch.softmax(row, dim=-1)
-    if top_p < 1.0:
-        sorted_probs, order = torch.sort(probs, descending=True)
-        keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < top_p
-        keep[0] = True
-        probs = torch.zeros_like(probs).scatter_(0, order[keep], sorted_probs[keep])
-    return int(torch.multinomial(probs, 1, generator=gen))

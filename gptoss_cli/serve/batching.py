@@ -7,9 +7,13 @@ warming up. This loop keeps an ordinary ``DynamicCache`` of the running batch, l
 
 - prefills newly arrived requests together (left-padded, one forward, only the last position's logits),
 - merges their cache rows into the running batch (padding the shorter side on the left),
-- runs one decode step for all rows per iteration, sampling each row with its own parameters and its own
-  ``torch.Generator`` (temperature, top_p, presence/frequency penalties, seed),
-- drops finished or cancelled rows at once and trims leading columns that are padding in every row.
+- runs one decode step for all rows per iteration, sampling each row with its own ``RowSampler``
+  (``serve/sampling.py``, the same code as the single-sequence engine: one seed, one answer on either path),
+- drops finished, failed or cancelled rows at once and trims leading columns that are padding in every row.
+
+A request never fails its neighbours: a row whose sampling fails ends alone; a failed prefill fails only the
+newcomers (each retried alone, so only the culprit fails) and leaves the running rows untouched. Only a failed
+decode forward, which computes every row at once, fails the rows of that step.
 
 Greedy outputs equal unbatched outputs (masked positions contribute exact zeros). Cancellation (the consumer closes
 the iterator) takes effect at the next step. The KV budget (``kv_cache_bytes``) caps how many tokens the padded batch
@@ -81,8 +85,9 @@ class _Request:
     inbox: Any = None
     cancelled: threading.Event = field(default_factory=threading.Event)
     generated: list[int] = field(default_factory=list)
-    generator: Any = None  # torch.Generator, created on the loop thread
+    sampler: Any = None  # serve/sampling.RowSampler, created on the loop thread at prefill
     position: int = 0  # real tokens already in the cache
+    failed: bool = False  # its own step failed (sampling, prefill): it leaves the batch, the others go on
 
     @property
     def reserve(self) -> int:
@@ -237,10 +242,10 @@ class BatchingEngine:
                 try:
                     self._step(state, admitted)
                 except Exception as exc:  # noqa: BLE001 - one bad step must not kill the server's loop
-                    log.exception("batched step failed; failing %d requests", len(state.rows) + len(admitted))
-                    failure = EngineFailure(f"generation failed: {type(exc).__name__}")
-                    for r in list(state.rows) + admitted:
-                        r.push(failure)
+                    # one forward for all rows failed: its rows cannot be told apart (nor their cache trusted)
+                    rows = [r for r in dict.fromkeys(list(state.rows) + admitted) if not self._finished(r)]
+                    log.exception("batched decode step failed; failing its %d requests", len(rows))
+                    self._fail(rows, exc)
                     state.reset()
             for r in list(state.rows) + pending:
                 r.push(EngineFailure("the engine is shutting down"))
@@ -274,9 +279,7 @@ class BatchingEngine:
     def _step(self, state: Any, admitted: list[_Request]) -> None:
         t0 = time.perf_counter()
         if admitted:
-            first = state.prefill(admitted, self.prefill_chunk)
-            self._deliver(admitted, first)
-            state.merge_pending(keep=lambda r: not self._finished(r))
+            self._prefill(state, admitted)
         state.drop_finished(self._finished)
         if state.rows:
             tokens = state.decode()
@@ -285,12 +288,41 @@ class BatchingEngine:
         if self.on_step is not None:
             self.on_step(len(state.rows), time.perf_counter() - t0)
 
-    def _deliver(self, rows: list[_Request], tokens: list[int]) -> None:
-        """Hand each row its token; one ``call_soon_threadsafe`` per event loop and step (not per token), so the
-        server's loop wakes — and takes the GIL from this thread — once per step."""
+    def _prefill(self, state: Any, admitted: list[_Request]) -> None:
+        """Prefill the newcomers and merge them into the batch. A failed prefill leaves the running rows alone
+        (their cache is untouched); with several newcomers each is retried alone, so only the culprit fails."""
+        groups = [admitted]
+        while groups:
+            group = groups.pop(0)
+            try:
+                first = state.prefill(group, self.prefill_chunk)
+            except Exception as exc:  # noqa: BLE001 - this group's failure, not the batch's
+                state.discard_pending()
+                if len(group) > 1:
+                    groups = [[r] for r in group] + groups
+                    continue
+                log.exception("prefill failed; failing that request")
+                self._fail(group, exc)
+                continue
+            self._deliver(group, first)
+            state.merge_pending(keep=lambda r: not self._finished(r))
+
+    def _fail(self, rows: list[_Request], exc: BaseException) -> None:
+        failure = EngineFailure(f"generation failed: {type(exc).__name__}")
+        for r in rows:
+            r.failed = True
+            r.push(failure)
+
+    def _deliver(self, rows: list[_Request], tokens: list[Any]) -> None:
+        """Hand each row its token (or its own failure); one ``call_soon_threadsafe`` per event loop and step (not
+        per token), so the server's loop wakes — and takes the GIL from this thread — once per step."""
         by_loop: dict[Any, list[tuple[Any, Any]]] = {}
         for r, tok in zip(rows, tokens):
             if r.cancelled.is_set() or self._finished(r):
+                continue
+            if isinstance(tok, BaseException):
+                log.error("sampling failed for one request (%s); the others go on", type(tok).__name__)
+                self._fail([r], tok)
                 continue
             r.generated.append(tok)
             batch = by_loop.setdefault(r.loop, [])
@@ -304,7 +336,7 @@ class BatchingEngine:
                 pass
 
     def _finished(self, r: _Request) -> bool:
-        if r.cancelled.is_set():
+        if r.cancelled.is_set() or r.failed:
             return True
         if not r.generated:
             return False

@@ -10,6 +10,10 @@ Backends:
 - ``MemoryCache``: in-process LRU, bounded by entries and bytes (default).
 - ``RedisCache``: ``--cache-url redis://…`` (``redis.asyncio``), shared by several servers, entries expire after a TTL.
   A Redis that is down or slow is treated as a miss and logged (without the URL's password); it never fails a request.
+
+A stored value is ``MAGIC`` + little-endian uint32 token ids. Anything else under a key (left by another program, an
+older version, a truncated write, a value of another Redis type) is a miss, logged, and overwritten by the next
+answer; the memory cache drops such an entry.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from gptoss_cli.serve.engine import SamplingParams
 
 log = logging.getLogger("gptoss.serve.cache")
 
-KEY_PREFIX = "gptoss:resp:v1:"
+KEY_PREFIX = "gptoss:resp:v2:"
+MAGIC = b"GTK2"  # first bytes of every stored value
 _ENTRY_OVERHEAD = 96  # rough bytes per entry besides the tokens (key, list, bookkeeping)
 
 
@@ -61,16 +66,26 @@ def cache_key(model_id: str, prompt_ids: Sequence[int], params: SamplingParams) 
     return KEY_PREFIX + h.hexdigest()
 
 
-def _pack(ids: Sequence[int]) -> bytes:
+def _ids(ids: Sequence[int]) -> bytes:
     arr = array.array("I", ids)
     if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
         arr.byteswap()
     return arr.tobytes()
 
 
-def _unpack(blob: bytes) -> list[int]:
+def _pack(ids: Sequence[int]) -> bytes:
+    return MAGIC + _ids(ids)
+
+
+def _unpack(blob: Any) -> list[int] | None:
+    """The token ids of a stored value, or None when it is not one of ours (malformed: a miss)."""
+    if not isinstance(blob, (bytes, bytearray)) or not blob.startswith(MAGIC):
+        return None
+    body = bytes(blob[len(MAGIC):])
+    if not body or len(body) % 4:
+        return None
     arr = array.array("I")
-    arr.frombytes(blob)
+    arr.frombytes(body)
     if sys.byteorder != "little":  # pragma: no cover
         arr.byteswap()
     return arr.tolist()
@@ -100,15 +115,24 @@ class MemoryCache:
         return len(self._data)
 
     @staticmethod
-    def _cost(key: str, blob: bytes) -> int:
-        return len(blob) + len(key) + _ENTRY_OVERHEAD
+    def _cost(key: str, blob: Any) -> int:
+        return (len(blob) if isinstance(blob, (bytes, bytearray)) else 0) + len(key) + _ENTRY_OVERHEAD
 
     async def get(self, key: str) -> list[int] | None:
         blob = self._data.get(key)
         if blob is None:
             return None
+        tokens = _unpack(blob)
+        if tokens is None:  # cannot happen through put(); a damaged entry is dropped
+            self._forget(key)
+            return None
         self._data.move_to_end(key)
-        return _unpack(blob)
+        return tokens
+
+    def _forget(self, key: str) -> None:
+        blob = self._data.pop(key, None)
+        if blob is not None:
+            self.bytes -= self._cost(key, blob)
 
     async def put(self, key: str, tokens: Sequence[int]) -> None:
         blob = _pack(tokens)
@@ -159,8 +183,9 @@ class RedisCache:
         now = time.monotonic()
         if now - self._last_warning > 60:
             self._last_warning = now
+            reason = str(exc) if isinstance(exc, ValueError) else type(exc).__name__
             log.warning("response cache %s at %s failed (%s); serving without the cache", what, self.url_shown,
-                        type(exc).__name__)
+                        reason)
 
     async def ping(self) -> bool:
         try:
@@ -175,7 +200,12 @@ class RedisCache:
         except Exception as exc:  # noqa: BLE001 - a cache failure is a miss
             self._warn("read", exc)
             return None
-        return _unpack(blob) if blob else None
+        if blob is None:
+            return None
+        tokens = _unpack(blob)
+        if tokens is None:
+            self._warn("read", ValueError("a malformed value"))
+        return tokens
 
     async def put(self, key: str, tokens: Sequence[int]) -> None:
         if len(tokens) > self.max_tokens:

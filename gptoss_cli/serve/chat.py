@@ -22,6 +22,7 @@ from typing import Any, AsyncIterator
 from gptoss_cli.serve.errors import BadRequest
 from gptoss_cli.serve.generation import Generation, GenerationPlan, Outcome
 from gptoss_cli.serve.harmony import render_chat
+from gptoss_cli.serve.harmony_render import defang
 from gptoss_cli.serve.jsonformat import JsonCheck, make_check
 from gptoss_cli.serve.params import (
     ModelInfo,
@@ -163,11 +164,13 @@ def tools_and_choice(req: ChatCompletionRequest) -> tuple[list[dict[str, Any]] |
 
 
 def prefill_for(choice: Any) -> str:
-    """Assistant-header text the server writes for the model when a tool call is mandatory."""
+    """Assistant-header text the server writes for the model when a tool call is mandatory (the client's function
+    name is defanged: it reaches the model as text, never as a special token)."""
     if choice == "required":
         return "<|channel|>commentary to=functions."
     if isinstance(choice, dict):
-        return f"<|channel|>commentary to=functions.{choice['function']['name']} <|constrain|>json<|message|>"
+        name = defang(choice["function"]["name"])
+        return f"<|channel|>commentary to=functions.{name} <|constrain|>json<|message|>"
     return ""
 
 

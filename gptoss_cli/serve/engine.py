@@ -29,6 +29,13 @@ HARMONY_SPECIAL_TOKENS: dict[str, int] = {
 }
 
 
+# The harmony tokens that end an assistant turn: the one list behind the HTTP layer's stop ids and the engine's
+# defaults. ``<|endoftext|>`` is not a harmony stop token, but gpt-oss' generation_config lists it as an eos.
+HARMONY_STOP_TEXTS = ("<|return|>", "<|call|>")  # openai-harmony's stop_tokens_for_assistant_actions()
+STOP_TOKEN_TEXTS = (*HARMONY_STOP_TEXTS, "<|endoftext|>")
+GREEDY_TEMPERATURE = 1e-5  # temperatures below this are greedy (dividing logits by 1e-300 overflows float32)
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """Per-request sampling parameters (honoured per request, also under batching)."""
@@ -43,7 +50,7 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature <= 0.0
+        return self.temperature < GREEDY_TEMPERATURE
 
 
 @runtime_checkable
@@ -164,7 +171,10 @@ class ScriptedEngine:
 
 
 __all__ = [
+    "GREEDY_TEMPERATURE",
     "HARMONY_SPECIAL_TOKENS",
+    "HARMONY_STOP_TEXTS",
+    "STOP_TOKEN_TEXTS",
     "ByteTokenizer",
     "Engine",
     "SamplingParams",

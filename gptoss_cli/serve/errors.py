@@ -54,7 +54,8 @@ class APIError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
     def body(self) -> bytes:
-        return json.dumps(self.envelope(), ensure_ascii=False).encode("utf-8")
+        # a message that echoes client text with a lone surrogate must still encode (as an escape), never raise
+        return json.dumps(self.envelope(), ensure_ascii=False).encode("utf-8", "backslashreplace")
 
 
 class BadRequest(APIError):

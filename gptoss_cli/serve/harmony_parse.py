@@ -19,28 +19,29 @@ token or the end of generation keeps its prose words as content; messages the mo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-import re
+from dataclasses import dataclass
 import secrets
 import string
 from typing import Callable, Literal, Sequence
 
 from gptoss_cli.serve.engine import Tokenizer
+from gptoss_cli.serve.harmony_header import (
+    INLINE_HEADER,
+    SPECIAL_TEXT,
+    Header,
+    function_name,
+    leading_channel,
+    marker_prefix_length,
+    parse_header,
+    salvage_text,
+)
 
 DeltaKind = Literal["reasoning", "content", "tool_call_start", "tool_call_args"]
 
-CHANNELS = ("analysis", "commentary", "final")
-ROLES = ("assistant", "user", "system", "developer", "tool")
-BUILTIN_TOOLS = ("python", "browser", "container")  # harmony built-ins (``browser.search`` has a dot anyway)
 MAX_HEADER_TOKENS = 256  # a header longer than this (in tokens or characters) is prose, not a header
 MAX_HEADER_CHARS = 256
 MESSAGE_SEPARATOR = "\n\n"  # between two messages of the same kind (two analysis messages, preamble + final)
 MAX_HELD_TOKENS = 8  # a UTF-8 character needs at most 4 bytes; more than this is invalid text
-_SPECIAL_TEXT = re.compile(r"<\|[^<>|\s]*\|>")
-_GLUED = re.compile(r"^(?:assistant)?(?:analysis|commentary|final)(?![a-z])|^assistant(?![a-z])")
-_FUNCTION = re.compile(r"functions\.([A-Za-z0-9_\-.]+)")  # the name ends where header junk starts
-_BARE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
-_TOOL_NAME = re.compile(r"[A-Za-z_][\w-]*(?:\.[\w-]+)+")
 _ALNUM = string.ascii_letters + string.digits
 
 
@@ -86,79 +87,8 @@ class ParsedMessage:
     kind: str = "content"  # content | reasoning | tool | drop
 
 
-@dataclass
-class _Header:
-    role: str = "assistant"
-    channel: str | None = None
-    recipient: str | None = None
-    content_type: str | None = None
-    unknown: list[str] = field(default_factory=list)
-    explicit_recipient: bool = False  # written as ``to=…`` (not a lone word)
-
-
-def function_name(recipient: str | None, explicit: bool) -> str | None:
-    """The function a recipient names: ``functions.X`` → X; a bare ``to=X`` that is not a built-in tool → X."""
-    if not recipient:
-        return None
-    match = _FUNCTION.match(recipient)
-    if match:
-        return match.group(1)
-    if explicit and _BARE_NAME.fullmatch(recipient) and recipient not in BUILTIN_TOOLS:
-        return recipient
-    return None
-
-
 def new_call_id() -> str:
     return "call_" + "".join(secrets.choice(_ALNUM) for _ in range(24))
-
-
-def parse_header(text: str) -> _Header:
-    """Read role, channel, recipient and content type from header text (special tokens as their literal text)."""
-    head = _Header()
-    marker = "<|channel|>"
-    while marker in text:
-        before, _, after = text.partition(marker)
-        end = next((i for i, c in enumerate(after) if c.isspace() or c == "<"), len(after))
-        if head.channel is None and after[:end]:
-            head.channel = after[:end]
-        text = before + " " + after[end:]
-    parts = text.replace("<|constrain|>", " <|constrain|>").split()
-    for i, part in enumerate(parts):
-        glued = _GLUED.match(part)
-        if part.startswith("to="):
-            head.recipient = head.recipient or part[3:]
-            head.explicit_recipient = True
-        elif part in ROLES and i == 0:
-            head.role = part
-        elif part.startswith("<|constrain|>") or part == "json":
-            head.content_type = part
-        elif head.channel is None and glued and glued.end() == len(part):
-            head.channel = next((c for c in CHANNELS if part.endswith(c)), None)
-        else:
-            head.unknown.append(part)
-    if head.recipient == "assistant" and parts and _TOOL_NAME.fullmatch(parts[0]):
-        head.role = "tool"  # a tool result written by the model: "functions.x to=assistant"
-        head.unknown.remove(parts[0])
-    if head.unknown and head.recipient is None and len(parts) == 1:
-        head.recipient = head.unknown.pop()  # a lone word is a recipient, as in openai-harmony
-    elif head.unknown and head.content_type is None and head.explicit_recipient:
-        head.content_type = head.unknown.pop()
-    return head
-
-
-def salvage_text(text: str) -> str:
-    """The prose in a malformed header: markup, channel name and leading role/channel words removed."""
-    marker = "<|channel|>"
-    if marker in text:
-        before, _, after = text.partition(marker)
-        end = next((i for i, c in enumerate(after) if c.isspace() or c == "<"), len(after))
-        text = before + after[end:]
-    text = _SPECIAL_TEXT.sub("", text).lstrip()
-    while True:
-        match = _GLUED.match(text)
-        if not match:
-            return text
-        text = text[match.end() :].lstrip()
 
 
 class HarmonyStreamParser:
@@ -175,6 +105,8 @@ class HarmonyStreamParser:
         self._state = "header"  # header | content | between | done
         self._header: list[int] = []
         self._pending: list[int] = []
+        self._prefix = ""  # header text that arrived inside a message (``…assistantfinal``), before ``_header``
+        self._tail = ""  # message text held back: it may be the start of ``assistantfinal``
         self._current: ParsedMessage | None = None
         self._calls = 0
         self._emitted: dict[str, bool] = {}
@@ -186,7 +118,7 @@ class HarmonyStreamParser:
         try:
             self._feed(int(token_id), out)
         except Exception:  # noqa: BLE001 - the parser must never take a request down; resync at the next message
-            self._pending, self._header, self._current = [], [], None
+            self._pending, self._header, self._prefix, self._tail, self._current = [], [], "", "", None
             if self._state != "done":
                 self._state = "between"
         return out
@@ -222,8 +154,10 @@ class HarmonyStreamParser:
                 self._state, self._header = "header", []  # no <|start|>: an implicit assistant header
                 self._in_header(tok, name, out)
             elif name == "message":
-                self._open(_Header(), out)
+                self._open(Header(), out)
         elif name == "channel":  # in content: the model skipped <|end|><|start|>assistant
+            if self._tail == "assistant" and not self._pending:
+                self._tail = ""  # ... but wrote the role word as text
             self._close(out)
             self._state, self._header = "header", [tok]
         elif name is None and not self._is_special(tok):
@@ -236,6 +170,10 @@ class HarmonyStreamParser:
         if name not in (None, "channel", "constrain") or (name is None and self._is_special(tok)):
             return
         self._header.append(tok)
+        self._check_header(out)
+
+    def _check_header(self, out: list[Delta]) -> None:
+        """Open the message as soon as the header text shows what it is (or that it is really prose)."""
         text = self._header_text()
         too_long = len(self._header) > MAX_HEADER_TOKENS or len(text) > MAX_HEADER_CHARS
         if text.endswith("\ufffd") and len(self._header) < MAX_HEADER_TOKENS + MAX_HELD_TOKENS:
@@ -257,13 +195,14 @@ class HarmonyStreamParser:
         if "\n" in text or too_long or sum(w in head.unknown for w in complete) >= 2:
             self._salvage(head, text, out)
 
-    def _salvage(self, head: _Header, text: str, out: list[Delta]) -> None:
-        """A header that is really prose: open a message on its channel and emit the prose."""
-        self._open(_Header(role=head.role, channel=head.channel), out)
-        self._emit(salvage_text(text), out)
+    def _salvage(self, head: Header, text: str, out: list[Delta]) -> None:
+        """A header that is really prose: open a message on its channel (``analysisLet me…`` names it too) and
+        emit the prose."""
+        self._open(Header(role=head.role, channel=head.channel or leading_channel(text)), out)
+        self._text(salvage_text(text), out)
 
-    def _open(self, head: _Header, out: list[Delta]) -> None:
-        self._header, self._pending = [], []
+    def _open(self, head: Header, out: list[Delta]) -> None:
+        self._header, self._pending, self._prefix, self._tail = [], [], "", ""
         recipient = head.recipient if head.recipient not in (None, "assistant", "all", "user") else None
         name = function_name(recipient, head.explicit_recipient)
         if head.role != "assistant":
@@ -282,18 +221,30 @@ class HarmonyStreamParser:
         self._state = "done" if kind == "drop" else "content"
 
     def _close(self, out: list[Delta], by_call: bool = False) -> None:
-        """End the current message (flushing held bytes) or salvage a header cut short."""
-        if self._state == "content" and self._pending:
-            self._emit(self._decode(self._pending), out)
-        elif self._state == "header" and self._header:
-            text = self._header_text()
-            head = parse_header(text)
-            if head.explicit_recipient and by_call:
-                self._open(head, out)
-                self._emit("{}", out)  # a call without <|message|>: a function without arguments
-            elif not head.explicit_recipient and salvage_text(text):
-                self._salvage(head, text, out)
-        self._pending, self._header, self._current = [], [], None
+        """End the current message (flushing held bytes and text) or salvage a header cut short. Salvaged text may
+        hold header words that start another message (``Ok.assistantfinal4.``): those are closed in turn."""
+        for _ in range(MAX_HEADER_CHARS):  # each round consumes one inline header; bounded all the same
+            if self._state == "content":
+                pending, self._pending = self._pending, []
+                if pending:
+                    self._text(self._decode(pending), out)
+                if self._state == "content":
+                    self._emit(self._tail, out)
+                    break
+            elif self._state == "header" and (self._header or self._prefix):
+                text = self._header_text()
+                head = parse_header(text)
+                self._header, self._prefix = [], ""
+                if head.explicit_recipient and by_call:
+                    self._open(head, out)
+                    self._emit("{}", out)  # a call without <|message|>: a function without arguments
+                elif not head.explicit_recipient and salvage_text(text):
+                    self._salvage(head, text, out)
+                    continue
+                break
+            else:
+                break
+        self._pending, self._header, self._prefix, self._tail, self._current = [], [], "", "", None
         self._state = "between"
 
     def _content(self, tok: int, out: list[Delta]) -> None:
@@ -302,7 +253,28 @@ class HarmonyStreamParser:
         if text.endswith("\ufffd") and len(self._pending) < MAX_HELD_TOKENS:
             return  # maybe an incomplete UTF-8 sequence: wait for the next token
         self._pending = []
-        self._emit(text, out)
+        self._text(text, out)
+
+    def _text(self, text: str, out: list[Delta]) -> None:
+        """Decoded text of the current message. In reasoning and content, ``assistantfinal`` (a header written as
+        text) ends the message and starts the next one; a tail that could still become such words is held back."""
+        msg = self._current
+        if msg is None or msg.kind not in ("content", "reasoning"):
+            self._emit(text, out)
+            return
+        buf, self._tail = self._tail + text, ""
+        match = INLINE_HEADER.search(buf)
+        if match is None:
+            hold = marker_prefix_length(buf)
+            self._tail = buf[len(buf) - hold :]
+            self._emit(buf[: len(buf) - hold], out)
+            return
+        self._emit(buf[: match.start()], out)
+        rest = buf[match.end() :]
+        self._close(out)
+        self._state, self._header = "header", []
+        self._prefix = f"<|channel|>{match.group(1)} {rest.lstrip(' ')}"
+        self._check_header(out)
 
     def _emit(self, text: str, out: list[Delta]) -> None:
         msg = self._current
@@ -321,7 +293,7 @@ class HarmonyStreamParser:
 
     def _header_text(self) -> str:
         """Header ids as text, special tokens as their literal text (works with decoders that skip specials)."""
-        parts: list[str] = []
+        parts: list[str] = [self._prefix]
         run: list[int] = []
         for tok in self._header:
             name = self._control.get(tok)
@@ -354,7 +326,7 @@ class HarmonyStreamParser:
         cached = self._single.get(tok)
         if cached is None:
             try:
-                cached = bool(_SPECIAL_TEXT.fullmatch(self.tokenizer.decode([tok])))
+                cached = bool(SPECIAL_TEXT.fullmatch(self.tokenizer.decode([tok])))
             except Exception:  # noqa: BLE001 - an id the tokenizer cannot decode is not text
                 cached = True
             self._single[tok] = cached

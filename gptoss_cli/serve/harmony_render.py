@@ -18,8 +18,10 @@ Byte-identical to ``openai-harmony`` rendering the same conversation (``tests/te
 - ``tool`` messages → ``<|start|>functions.X to=assistant<|channel|>commentary<|message|>…<|end|>`` (X from the
   matching ``tool_call_id``).
 
-Text that looks like a special token (``<|end|>``) inside message content is defanged with a zero-width space so a
-user cannot forge harmony markup.
+Every client-supplied string reaches the model as text: whatever a message carries (its content, the tool
+definitions and response format of the developer message, tool-call names in the role or recipient) is defanged in
+one place, :meth:`_Msg.render`, where text that looks like a special token (``<|end|>``) gets a zero-width space
+(``<`` ZWSP ``|end|>``). Only the renderer's own markup becomes special tokens.
 """
 
 from __future__ import annotations
@@ -64,15 +66,16 @@ class _Msg:
     before_last_user: bool = False
 
     def render(self) -> str:
-        out = ["<|start|>", self.head]
+        """The message as harmony text; the client's strings (head, recipient, text) are defanged here."""
+        out = ["<|start|>", defang(self.head)]
         if self.recipient:
-            out.append(f" to={self.recipient}")
+            out.append(f" to={defang(self.recipient)}")
         if self.channel:
             out.append(f"<|channel|>{self.channel}")
         if self.content_type:
             out.append(f" {self.content_type}")
         end = "<|call|>" if self.assistant and self.recipient else "<|end|>"
-        out += ["<|message|>", self.text, end]
+        out += ["<|message|>", defang(self.text), end]
         return "".join(out)
 
 
@@ -216,9 +219,9 @@ class _Converter:
         if role in ("system", "developer"):
             text = content_text(msg.get("content"))
             if text:
-                self.instructions.append(defang(text))
+                self.instructions.append(text)
         elif role == "user":
-            self.msgs.append(_Msg("user", defang(content_text(msg.get("content")))))
+            self.msgs.append(_Msg("user", content_text(msg.get("content"))))
         elif role == "assistant":
             self._assistant(msg, before_last_user)
         elif role in ("tool", "function"):
@@ -234,27 +237,27 @@ class _Converter:
         )
         kw = {"assistant": True, "before_last_user": before_last_user}
         if reasoning:
-            self.msgs.append(_Msg("assistant", defang(reasoning), channel="analysis", **kw))
+            self.msgs.append(_Msg("assistant", reasoning, channel="analysis", **kw))
         calls = _tool_call_parts(msg)
         if not calls:
             if text:
-                self.msgs.append(_Msg("assistant", defang(text), channel="final", **kw))
+                self.msgs.append(_Msg("assistant", text, channel="final", **kw))
             return
         if text.strip():
-            self.msgs.append(_Msg("assistant", defang(text), channel="commentary", **kw))
+            self.msgs.append(_Msg("assistant", text, channel="commentary", **kw))
         for call_id, name, args in calls:
             if call_id:
                 self.call_names[str(call_id)] = name
             self.last_call = name
             recipient = f"functions.{name}"
             ctype = self.options.tool_call_content_type
-            self.msgs.append(_Msg("assistant", defang(args), "commentary", recipient, ctype, **kw))
+            self.msgs.append(_Msg("assistant", args, "commentary", recipient, ctype, **kw))
 
     def _tool(self, msg: dict[str, Any]) -> None:
         call_id = msg.get("tool_call_id")
         name = self.call_names.get(str(call_id)) if call_id is not None else None
         name = name or msg.get("name") or self.last_call or "tool"
-        text = defang(content_text(msg.get("content")))
+        text = content_text(msg.get("content"))
         self.msgs.append(_Msg(f"functions.{name}", text, channel="commentary", recipient="assistant"))
 
 

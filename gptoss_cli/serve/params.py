@@ -3,10 +3,14 @@
 Decisions (documented in the README):
 - ``n`` must be 1; ``logprobs`` is not supported (400) — silently ignoring them would mislead clients.
 - ``reasoning_effort`` / ``reasoning.effort``: low | medium | high; ``minimal`` and ``none`` map to ``low`` (gpt-oss
-  always reasons); anything else is a 400.
+  always reasons); anything else (other spellings included) is a 400.
 - ``max_tokens`` / ``max_completion_tokens`` default to the rest of the context window. Prompt + requested tokens
   beyond ``max_model_len`` is a 400 ``context_length_exceeded`` with the numbers.
-- ``temperature`` 0 means greedy; defaults are temperature 1.0 and top_p 1.0 (OpenAI's and gpt-oss' own).
+- ``temperature`` 0 means greedy, and so does anything below 1e-5 (``engine.GREEDY_TEMPERATURE``); defaults are
+  temperature 1.0 and top_p 1.0 (OpenAI's and gpt-oss' own).
+- ``seed``: an int64 (pydantic checks the range: 400 outside it); the engines reduce it modulo 2**64.
+- Stop ids: ``<|return|>``, ``<|call|>`` and ``<|endoftext|>`` (``engine.STOP_TOKEN_TEXTS``), as the engine's
+  tokenizer spells them.
 - ``presence_penalty`` / ``frequency_penalty`` are passed to the engine (OpenAI semantics on generated tokens).
 - ``stop``: up to 16 strings, matched on the answer text (content), which is cut before the match.
 """
@@ -15,15 +19,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gptoss_cli.serve.engine import SamplingParams, Tokenizer
+from gptoss_cli.serve.engine import HARMONY_STOP_TEXTS, STOP_TOKEN_TEXTS, SamplingParams, Tokenizer
 from gptoss_cli.serve.errors import BadRequest, ContextLengthExceeded, ModelNotFound
 from gptoss_cli.serve.harmony import RenderOptions
-from gptoss_cli.serve.protocol import SamplingRequest
-from gptoss_cli.serve.settings import EFFORTS, ServeSettings
+from gptoss_cli.serve.protocol import EFFORT_VALUES, MAX_STOP_STRINGS, SamplingRequest
+from gptoss_cli.serve.settings import ServeSettings
 
-MAX_STOP_STRINGS = 16
 _EFFORT_ALIASES = {"minimal": "low", "none": "low"}
-STOP_TOKEN_TEXTS = ("<|return|>", "<|call|>")
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ def model_info(tokenizer: Tokenizer, engine_max_len: int | None, settings: Serve
     if not limits:
         raise ValueError("neither the engine nor the settings give a max model length")
     stops = tuple(i for i in (tokenizer.token_id(t) for t in STOP_TOKEN_TEXTS) if i is not None)
-    if not stops:
+    if not any(tokenizer.token_id(t) is not None for t in HARMONY_STOP_TEXTS):
         raise ValueError("the tokenizer has neither <|return|> nor <|call|>: not a harmony tokenizer")
     return ModelInfo(tokenizer=tokenizer, max_model_len=min(limits), stop_token_ids=stops)
 
@@ -59,7 +61,7 @@ def resolve_model(requested: str | None, settings: ServeSettings) -> str:
 def check_unsupported(req: SamplingRequest) -> None:
     if req.n is not None and req.n != 1:
         raise BadRequest(f"Only n=1 is supported (got n={req.n}).", param="n")
-    if req.logprobs:
+    if getattr(req, "logprobs", None):
         raise BadRequest("logprobs are not supported by this server.", param="logprobs")
 
 
@@ -70,12 +72,11 @@ def reasoning_effort(req: SamplingRequest, default: str) -> str:
         raw, param = req.reasoning.effort, "reasoning.effort"
     if raw is None:
         return default
-    effort = _EFFORT_ALIASES.get(raw.strip().lower(), raw.strip().lower())
-    if effort not in EFFORTS:
+    if raw not in EFFORT_VALUES:
         raise BadRequest(
-            f"Invalid reasoning effort {raw!r}: use one of {', '.join(EFFORTS)}.", param=param
+            f"Invalid reasoning effort {raw!r}: use one of {', '.join(EFFORT_VALUES)}.", param=param
         )
-    return effort
+    return _EFFORT_ALIASES.get(raw, raw)
 
 
 def render_options(req: SamplingRequest, settings: ServeSettings) -> RenderOptions:

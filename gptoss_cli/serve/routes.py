@@ -57,11 +57,9 @@ def _json(model: Any) -> Response:
     return Response(model.model_dump_json(), media_type="application/json")
 
 
-def _content_length(request: Request) -> int:
-    try:
-        return int(request.headers.get("content-length", "0"))
-    except ValueError:
-        return 0
+async def _body_size(request: Request) -> int:
+    """Bytes of the request body (already read and parsed by FastAPI; a chunked body has no Content-Length)."""
+    return len(await request.body())
 
 
 @router.post(
@@ -74,7 +72,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     state = request.app.state
     if state.backend is not None:  # --engine vllm|upstream: the backend speaks Chat Completions itself
         return await upstream_app.proxy(request, "chat", body)
-    plan: ChatPlan = await plan_request(plan_chat, body, state, _content_length(request))
+    plan: ChatPlan = await plan_request(plan_chat, body, state, await _body_size(request))
     tokenizer = state.model_info.tokenizer
     retries = state.settings.response_format_retries
     if not plan.stream:
@@ -99,7 +97,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     state = request.app.state
     if state.backend is not None:
         return await upstream_app.proxy(request, "completion", body)
-    plan: CompletionPlan = await plan_request(plan_completion, body, state, _content_length(request))
+    plan: CompletionPlan = await plan_request(plan_completion, body, state, await _body_size(request))
     tokenizer = state.model_info.tokenizer
     if not plan.stream:
         outcome = await run_checked(state.generate, tokenizer, plan.generation, None, 0)

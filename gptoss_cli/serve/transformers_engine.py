@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Sequence
 
 from gptoss_cli.errors import CouldNotRun, UsageError
-from gptoss_cli.serve.engine import SamplingParams
+from gptoss_cli.serve.engine import STOP_TOKEN_TEXTS, SamplingParams
 from gptoss_cli.serve.memory import PREFILL_CHUNK, check_memory, estimate_memory, gib, read_config
 
 log = logging.getLogger("gptoss.serve")
 
-HARMONY_STOP_TEXTS = ("<|return|>", "<|call|>")
 SMALL_MODEL_PARAMS = 50_000_000
+_GIL_FREE_CHARS = 32 * 1024  # longer texts are tokenised without holding the GIL (other threads keep running)
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _DONE = object()
 
@@ -61,6 +61,8 @@ class HFTokenizer:
         return int(self._tok.get_vocab_size(with_added_tokens=True))
 
     def encode(self, text: str) -> list[int]:
+        if len(text) > _GIL_FREE_CHARS:  # ``encode`` holds the GIL throughout; ``encode_batch`` releases it
+            return list(self._tok.encode_batch([text], add_special_tokens=False)[0].ids)
         return list(self._tok.encode(text, add_special_tokens=False).ids)
 
     def decode(self, ids: Sequence[int]) -> str:
@@ -72,13 +74,11 @@ class HFTokenizer:
 
 @dataclass
 class _Sequence:
-    """Decoding state of one sequence: KV cache, last logits, penalty counts, RNG, tokens produced."""
+    """Decoding state of one sequence: KV cache, last logits, its sampler (``serve/sampling.py``), tokens produced."""
 
     cache: Any
     logits: Any  # 1-D float32 tensor over the vocabulary
-    params: SamplingParams
-    generator: Any
-    counts: Any = None  # float tensor [vocab] of generated-token counts (only with penalties)
+    sampler: Any  # RowSampler
     length: int = 0  # tokens in the cache
     produced: list[int] = field(default_factory=list)
 
@@ -244,7 +244,7 @@ class TransformersEngine:
             log.debug("tiny model on cpu: torch uses one thread")
 
     def _stop_ids(self, model: Any) -> tuple[int, ...]:
-        ids = [self.tokenizer.token_id(t) for t in HARMONY_STOP_TEXTS] if self.tokenizer else []
+        ids = [self.tokenizer.token_id(t) for t in STOP_TOKEN_TEXTS] if self.tokenizer else []
         eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
         ids += list(eos) if isinstance(eos, (list, tuple)) else [eos]
         return tuple(dict.fromkeys(int(i) for i in ids if i is not None))
@@ -338,20 +338,13 @@ class TransformersEngine:
 
     def _prefill(self, prompt_ids: list[int], params: SamplingParams) -> _Sequence:
         """Run the prompt through the model in chunks; return the state ready to sample the first token."""
-        torch = self._torch
         cache = self._new_cache()
         logits = None
         for start in range(0, len(prompt_ids), PREFILL_CHUNK):
             logits = self._forward(prompt_ids[start : start + PREFILL_CHUNK], cache)
-        generator = torch.Generator(device=self.device)
-        if params.seed is not None:
-            generator.manual_seed(int(params.seed))
-        else:
-            generator.seed()
-        counts = None
-        if params.presence_penalty or params.frequency_penalty:
-            counts = torch.zeros_like(logits)
-        return _Sequence(cache, logits, params, generator, counts, length=len(prompt_ids))
+        from gptoss_cli.serve.sampling import RowSampler
+
+        return _Sequence(cache, logits, RowSampler(params, self.device), length=len(prompt_ids))
 
     def _decode_step(self, seq: _Sequence, token: int) -> None:
         """Feed one sampled token; afterwards ``seq.logits`` predicts the next one."""
@@ -359,23 +352,8 @@ class TransformersEngine:
         seq.length += 1
 
     def _sample(self, seq: _Sequence) -> int:
-        """Pick the next token from ``seq.logits`` (penalties, temperature, top-p, seeded RNG) and record it."""
-        torch = self._torch
-        params, logits = seq.params, seq.logits
-        if seq.counts is not None:
-            logits = logits - params.frequency_penalty * seq.counts - params.presence_penalty * (seq.counts > 0)
-        if params.greedy:
-            token = int(torch.argmax(logits))
-        else:
-            probs = torch.softmax(logits / params.temperature, dim=-1)
-            if params.top_p < 1.0:
-                sorted_probs, order = torch.sort(probs, descending=True)
-                keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < params.top_p
-                keep[0] = True
-                probs = torch.zeros_like(probs).scatter_(0, order[keep], sorted_probs[keep])
-            token = int(torch.multinomial(probs, 1, generator=seq.generator))
-        if seq.counts is not None:
-            seq.counts[token] += 1
+        """Pick the next token from ``seq.logits`` (the one sampling implementation) and record it."""
+        token = seq.sampler.pick(seq.logits)
         seq.produced.append(token)
         return token
 
