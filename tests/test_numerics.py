@@ -36,3 +36,56 @@ def test_check_finite_raises_a_clear_engine_error():
     assert isinstance(err, APIError) and err.status == 500
     assert err.envelope()["error"]["code"] == "engine_error" and "--dtype bfloat16" in err.message
     assert err.message == " ".join(NON_FINITE_MESSAGE.split())
+
+
+def test_a_batch_row_with_broken_logits_fails_alone():
+    """The batched loop's sampler: the NaN row gets NonFiniteLogits in its place, the other rows their tokens."""
+    from types import SimpleNamespace
+
+    from gptoss_cli.serve.batch_state import sample
+    from gptoss_cli.serve.engine import SamplingParams
+    from gptoss_cli.serve.sampling import RowSampler
+
+    logits = torch.zeros(3, 6)
+    logits[0, 4] = logits[2, 1] = 5.0
+    logits[1, 2] = float("nan")
+    rows = [SimpleNamespace(sampler=RowSampler(SamplingParams(max_tokens=4, temperature=t), "cpu")) for t in (0.0, 0.0, 0.7)]
+    picked = sample(logits, rows)
+    assert picked[0] == 4 and isinstance(picked[1], NonFiniteLogits) and isinstance(picked[2], int)
+
+
+def _nan_model(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from tests.model_fixtures import make_tiny_model
+
+    folder = make_tiny_model(tmp_path / "nan")
+    weights = load_file(str(folder / "model.safetensors"))
+    weights["lm_head.weight"][:, 0] = float("nan")  # every logit NaN: what a float16 overflow produces
+    save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    return folder
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_nan_logits_are_an_engine_error_not_a_reply(tmp_path, batched):
+    import asyncio
+
+    from gptoss_cli.serve.batching import BatchingEngine
+    from gptoss_cli.serve.engine import SamplingParams
+    from gptoss_cli.serve.transformers_engine import TransformersEngine
+    from tests.model_fixtures import load_engine
+
+    engine = load_engine(TransformersEngine(_nan_model(tmp_path), device="cpu", dtype="float32"))
+    if batched:
+        inner, engine = engine, BatchingEngine(engine.model, engine.tokenizer, max_model_len=64, max_batch=2)
+        engine.load()
+
+    async def go():
+        return [t async for t in engine.generate([5, 6, 7], SamplingParams(max_tokens=4, temperature=0.0))]
+
+    try:
+        with pytest.raises(Exception) as caught:
+            asyncio.run(asyncio.wait_for(go(), 60))
+        assert "NaN or infinity" in str(caught.value), repr(caught.value)
+    finally:
+        engine.close()

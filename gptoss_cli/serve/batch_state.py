@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import torch
 from transformers import DynamicCache
 
+from gptoss_cli.serve.numerics import NonFiniteLogits, non_finite_rows
 from gptoss_cli.serve.sampling import RowSampler
 
 PAD_ID = 0
@@ -172,12 +173,17 @@ def _trim_leading_padding(cache: Any, state: BatchState) -> None:
 # -- sampling -----------------------------------------------------------------------------------------------------
 def sample(logits: torch.Tensor, reqs: Sequence[Any]) -> list[Any]:
     """Each row's next token, picked by that row's own ``RowSampler`` (``serve/sampling.py``). A row whose sampling
-    fails gets the exception in its place: it fails alone, the other rows go on."""
+    fails gets the exception in its place: it fails alone, the other rows go on. So does a row whose logits hold a
+    NaN or +inf (a float16 overflow): its reply would be garbage sampled as a success (``serve/numerics.py``)."""
     logits = logits.float()
     plain = [r.sampler.plain_greedy for r in reqs]
     greedy = logits.argmax(dim=-1).tolist() if any(plain) else [None] * len(reqs)
+    broken = set(non_finite_rows(logits))
     out: list[Any] = []
     for i, r in enumerate(reqs):
+        if i in broken:
+            out.append(NonFiniteLogits())
+            continue
         try:
             out.append(r.sampler.pick(logits[i], greedy[i] if plain[i] else None))
         except Exception as exc:  # noqa: BLE001 - handed to that row's consumer

@@ -308,7 +308,10 @@ class BatchingEngine:
             state.merge_pending(keep=lambda r: not self._finished(r))
 
     def _fail(self, rows: list[_Request], exc: BaseException) -> None:
-        failure = EngineFailure(f"generation failed: {type(exc).__name__}")
+        from gptoss_cli.serve.errors import APIError
+
+        # an error written for the client (NaN logits) reaches it as it is; anything else stays generic
+        failure = exc if isinstance(exc, APIError) else EngineFailure(f"generation failed: {type(exc).__name__}")
         for r in rows:
             r.failed = True
             r.push(failure)

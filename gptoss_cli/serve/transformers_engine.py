@@ -352,7 +352,11 @@ class TransformersEngine:
         seq.length += 1
 
     def _sample(self, seq: _Sequence) -> int:
-        """Pick the next token from ``seq.logits`` (the one sampling implementation) and record it."""
+        """Pick the next token from ``seq.logits`` (the one sampling implementation) and record it; logits holding
+        a NaN or +inf (a float16 overflow) fail the request instead of sampling garbage."""
+        from gptoss_cli.serve.numerics import check_finite
+
+        check_finite(seq.logits)
         token = seq.sampler.pick(seq.logits)
         seq.produced.append(token)
         return token
