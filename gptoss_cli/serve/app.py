@@ -62,6 +62,7 @@ def create_app(
 
     from gptoss_cli.serve import routes
     from gptoss_cli.serve.middleware import GuardMiddleware
+    from gptoss_cli.serve.no_reasoning import NoReasoningMiddleware
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -101,6 +102,7 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(GuardMiddleware, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(NoReasoningMiddleware)  # /no-reasoning/v1/* = /v1/* minus reasoning (serve/no_reasoning.py)
     app.include_router(routes.router)
     return app
 
