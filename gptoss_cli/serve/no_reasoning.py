@@ -46,9 +46,9 @@ def drop_reasoning(doc: Any) -> tuple[Any, bool]:
 
 def filter_sse(block: bytes) -> bytes | None:
     """One SSE event (``data: {...}``) without reasoning; None when nothing is left to send."""
+    if not block.startswith(b"data: {") or not any(b'"' + k.encode() + b'"' in block for k in REASONING_KEYS):
+        return block  # [DONE], comments, errors and chunks without reasoning go out byte for byte
     text = block.decode("utf-8")
-    if not text.startswith("data: ") or text.startswith("data: [DONE]"):
-        return block
     try:
         doc = json.loads(text[len("data: "):])
     except ValueError:
@@ -113,11 +113,12 @@ class _Filter:
 
     async def _send_json(self) -> None:
         body = self._buffer
-        try:
-            doc, _ = drop_reasoning(json.loads(body))
-            body = json.dumps(doc, ensure_ascii=False).encode("utf-8")
-        except ValueError:
-            pass
+        if any(b'"' + k.encode() + b'"' in body for k in REASONING_KEYS):
+            try:
+                doc, _ = drop_reasoning(json.loads(body))
+                body = json.dumps(doc, ensure_ascii=False).encode("utf-8")
+            except ValueError:
+                pass
         assert self._start is not None
         headers = [h for h in self._start.get("headers", []) if h[0].lower() != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode()))
