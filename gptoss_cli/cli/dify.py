@@ -33,7 +33,8 @@ MaxTokensOpt = Annotated[Optional[int], typer.Option(
 ServerKeyOpt = Annotated[_Str, typer.Option(
     "--server-api-key-env", help=f"{_ENV} the gptoss server's API key. (default: GPTOSS_API_KEY)")]
 ReasoningOpt = Annotated[_Bool, typer.Option(
-    "--show-reasoning/--hide-reasoning", help="Show gpt-oss reasoning in Dify. (default: show)")]
+    "--show-reasoning/--hide-reasoning",
+    help="Show gpt-oss reasoning in Dify, or hide it (any version; the model still reasons). (default: show)")]
 StructuredOpt = Annotated[_Bool, typer.Option(
     "--structured-output/--no-structured-output",
     help="Register structured output (json_schema). (default: when the endpoint passes a json_schema request)")]
@@ -165,8 +166,8 @@ def _human(console: Console, r: Any) -> None:
     if p is not None and p.chat_ok:
         console.print(f"preflight ok: /v1/models {p.models_ms} ms, 5-token chat {p.chat_ms} ms")
     if r.default_model:
-        moved = " (moved off the removed model)" if r.default_state == "moved" else ""
-        console.print(f"default LLM: {r.default_model} (verified){moved}")
+        how = f"verified; moved off the removed {r.model}" if r.default_state == "moved" else "verified"
+        console.print(f"default LLM: {r.default_model} ({how})")
     if r.reasoning_note:
         console.print(r.reasoning_note, markup=False)
     if r.structured_output:
