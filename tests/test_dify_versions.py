@@ -151,3 +151,24 @@ def test_dry_run_exits_3_when_difys_check_would_fail(version: str) -> None:
         ok = cli(fake, "--endpoint-url", keyed.url, "--dry-run", "--server-api-key-env", "K", env={"K": KEY})
         assert ok.exit_code == 0, ok.stderr
         assert KEY not in ok.stdout + ok.stderr + dry.stdout + dry.stderr
+
+
+# -- item 2, from the command line ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(("version", "how"), [("0.15.3", "hidden-by-server"), ("1.13.3", "hidden-by-dify")])
+def test_hide_reasoning_says_what_it_changes_and_how_to_spend_fewer_tokens(version: str, how: str,
+                                                                            stub: StubOpenAI) -> None:
+    with FakeDify(version=version) as fake:
+        human = cli(fake, "--endpoint-url", stub.url, "--hide-reasoning")
+        assert human.exit_code == 0, human.stderr
+        assert "still reasons" in human.stdout and "--reasoning-effort low" in human.stdout
+        assert "does not accept" not in human.stderr  # 0.15's missing switch is handled, not warned about
+        doc = json.loads(cli(fake, "--endpoint-url", stub.url, "--hide-reasoning", "--json").stdout)
+        assert doc["reasoning"] == how and "--reasoning-effort low" in doc["reasoning_note"]
+        assert doc["endpoint_url"].endswith("/no-reasoning/v1" if how == "hidden-by-server" else "/v1")
+
+
+def test_hide_reasoning_without_the_mount_is_exit_3_not_a_silent_no_op() -> None:
+    with StubOpenAI(mount=False) as other, FakeDify(version="0.15.3") as fake:
+        result = cli(fake, "--endpoint-url", other.url, "--hide-reasoning")
+        assert result.exit_code == 3 and "/no-reasoning" in result.stderr and "gptoss serve" in result.stderr
+        assert fake.mutations == 0

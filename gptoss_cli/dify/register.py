@@ -176,12 +176,7 @@ def _run(client: DifyClient, opts: RegisterOptions, endpoint: str | None, pre: P
     schema = (entry or {}).get("model_credential_schema") or fallback_schema()
     if entry is None:
         warnings.append("credential fields assumed from plugin 0.0.63 (the plugin is not installed yet)")
-    plan = features.plan_reasoning(schema, str(endpoint), opts.show_reasoning, plugin_version, client.version)
-    if plan.mode == "hidden-by-server":
-        problem = features.mount_problem(endpoint_http, plan.endpoint_url, opts.server_api_key)
-        if problem:
-            raise EndpointCheckFailed(f"cannot hide reasoning: {client.scrub(problem)}",
-                                      hint="serve the model with gptoss serve, or register without --hide-reasoning")
+    plan = _reasoning(client, opts, schema, str(endpoint), plugin_version, endpoint_http)
     structured, check = _structured(schema, opts, pre, endpoint_http, warnings, progress)
     desired = _desired(opts, plan.endpoint_url, pre, structured is not False)
     form = build_credentials(schema, desired, required_default=not profile.uses_plugins)
@@ -207,6 +202,18 @@ def _run(client: DifyClient, opts: RegisterOptions, endpoint: str | None, pre: P
                    default=default, default_state="set" if opts.set_default and not dry else None,
                    validation=validation, validation_hint=hint, reasoning=plan.mode, reasoning_note=plan.note,
                    structured_output=_structured_value(form.credentials), structured_output_check=check)
+
+
+def _reasoning(client: DifyClient, opts: RegisterOptions, schema: Any, endpoint: str, plugin_version: str | None,
+               endpoint_http: httpx.Client) -> features.ReasoningPlan:
+    """How this version hides (or shows) reasoning; the no-reasoning mount must exist where it is needed."""
+    plan = features.plan_reasoning(schema, endpoint, opts.show_reasoning, plugin_version, str(client.version))
+    if plan.mode == "hidden-by-server":
+        problem = features.mount_problem(endpoint_http, plan.endpoint_url, opts.server_api_key)
+        if problem:
+            raise EndpointCheckFailed(f"cannot hide reasoning: {client.scrub(problem)}",
+                                      hint="serve the model with gptoss serve, or register without --hide-reasoning")
+    return plan
 
 
 def _unregister(client: DifyClient, opts: RegisterOptions, auth: str, plugin: str, endpoint: str | None,
