@@ -172,3 +172,20 @@ def test_hide_reasoning_without_the_mount_is_exit_3_not_a_silent_no_op() -> None
         result = cli(fake, "--endpoint-url", other.url, "--hide-reasoning")
         assert result.exit_code == 3 and "/no-reasoning" in result.stderr and "gptoss serve" in result.stderr
         assert fake.mutations == 0
+
+
+def test_unregister_still_succeeds_when_the_default_cannot_be_checked(stub: StubOpenAI,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    with FakeDify(version="1.13.3") as fake:
+        run(fake, stub.url, set_default=True)
+        original = fake._route
+
+        def no_listing(r):  # noqa: ANN001, ANN202
+            if r.path.endswith("/models/model-types/llm"):
+                raise Reply(404, {"code": "not_found", "message": "Not Found"})
+            return original(r)
+
+        monkeypatch.setattr(fake, "_route", no_listing)
+        gone = run(fake, None, unregister=True)
+        assert gone.action == "removed" and gone.default_state == "unknown" and fake.records == {}
+        assert any("could not check the workspace default" in w for w in gone.warnings)

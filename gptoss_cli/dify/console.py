@@ -216,7 +216,8 @@ def heal_default(client: DifyClient, provider: str, model: str) -> tuple[str, st
     Dify keeps a default pointing at a deleted model (reference/dify-api.md §9) and has no request that unsets a
     default. Returns ``(state, default)``: ``unaffected`` (the default names another model, or none is set),
     ``moved`` (to the first active LLM Dify lists, as it picks with no default), ``dangling`` (no other LLM to move
-    it to) or ``would-check`` (dry run: even reading the default can write in Dify, so nothing is sent).
+    it to) or ``would-check`` (dry run: even reading the default can write in Dify, so nothing is sent); the
+    caller reports ``unknown`` when Dify answered these reads with an error.
     """
     path = "/workspaces/current/default-model"
     if client.dry_run:

@@ -224,7 +224,14 @@ def _unregister(client: DifyClient, opts: RegisterOptions, auth: str, plugin: st
     removed = console.remove_model(client, provider, opts.model_name, existing, entry)
     action = "removed" if removed else "absent"
     progress(f"{opts.model_name}: {action}")
-    state, default = console.heal_default(client, provider, opts.model_name)
+    try:
+        state, default = console.heal_default(client, provider, opts.model_name)
+    except (DifySessionError, DifyPermissionError):
+        raise
+    except DifyError as exc:  # the model is gone already; say what could not be checked, do not fail the run
+        state, default = "unknown", None
+        warnings.append(f"could not check the workspace default LLM after removing {opts.model_name}: "
+                        f"{client.scrub(exc.message)}")
     if state == "moved":
         progress(f"workspace default LLM moved from the removed {opts.model_name} to {default}")
     elif state == "dangling":
