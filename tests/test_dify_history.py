@@ -33,6 +33,7 @@ STORED_PLUGIN = f"<think>\n{REASONING}\n</think>{ANSWER}"
     ('<think type="reasoning">r</think >A', "A", "r"),
     ("<think>a</think>B<think>c</think>D", "BD", "a\n\nc"),
     ("dangling</think>\nAnswer", "Answer", "dangling"),
+    ("<think>\ncut off while reasoning", "", "cut off while reasoning"),
     (f"{DETAILS_015}a</details>B<think>\nc\n</think>D", "BD", "a\n\nc"),  # an agent's rounds, mixed
 ])
 def test_wrappers_are_split_off_and_the_answer_kept_exactly(stored: str, answer: str, reasoning: str) -> None:
@@ -45,6 +46,7 @@ def test_wrappers_are_split_off_and_the_answer_kept_exactly(stored: str, answer:
     "<details><summary>Click to expand</summary>a table</details> is answer text",
     "Use the <thinking> tag, or <b>bold</b>.",
     "  leading and trailing spaces stay  ",
+    "Wrap it in a <think> tag and you are done.",
 ])
 def test_other_text_is_left_alone(text: str) -> None:
     assert split_reasoning(text) == (text, "")

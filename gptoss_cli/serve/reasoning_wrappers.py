@@ -12,7 +12,8 @@ A client that shows reasoning often stores it inside the answer text and sends i
 
 ``split_reasoning(text)`` returns ``(answer, reasoning)``: every wrapper removed with the whitespace that follows it,
 the answer text otherwise exactly as given. A ``<details>`` block is a reasoning wrapper only when its ``<summary>``
-says "Thinking…"; any other HTML is answer text.
+says "Thinking…"; any other HTML is answer text. An unclosed wrapper (a reply cut off while reasoning) makes the rest
+reasoning, except an unclosed ``<think>`` after answer text, which is a literal tag in the answer.
 """
 
 from __future__ import annotations
@@ -45,10 +46,14 @@ def split_reasoning(text: str) -> tuple[str, str]:
         opened, closer = hit
         answer.append(text[pos:opened.start()])
         closed = closer.search(text, opened.end())
-        if closed is None:  # cut off inside the reasoning: the rest is reasoning
-            thoughts.append(text[opened.end():])
+        if closed is None and (closer is _DETAILS_CLOSE or not "".join(answer).strip()):
+            thoughts.append(text[opened.end():])  # cut off inside the reasoning: the rest is reasoning
             pos = len(text)
             break
+        if closed is None:  # a literal "<think>" inside an answer is answer text
+            answer.append(opened.group(0))
+            pos = opened.end()
+            continue
         thoughts.append(text[opened.end():closed.start()])
         pos = _TRAILING.match(text, closed.end()).end()  # type: ignore[union-attr]
     answer.append(text[pos:])
