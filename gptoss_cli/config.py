@@ -165,6 +165,8 @@ FIELDS: tuple[FieldSpec, ...] = (
     _f("dify.admin_api_key_env", "str", None, "name of the variable holding Dify's ADMIN_API_KEY"),
     _f("dify.server_api_key_env", "str", None, "name of the variable holding the gptoss server API key"),
     _f("dify.show_reasoning", "bool", True, "register with reasoning shown (agent_thought_support)"),
+    _f("dify.structured_output", "bool", None, "register structured output (default: when the endpoint passes a "
+       "json_schema request)"),
     _f("dify.set_default", "bool", False, "make the model the workspace's default LLM"),
     _f("dify.install_plugin", "bool", False, "install the openai_api_compatible plugin when missing"),
     _f("dify.version", "str", None, "Dify version to assume when X-Version is missing"),

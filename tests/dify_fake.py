@@ -99,12 +99,18 @@ class _Server:
 
 # -- OpenAI-compatible stub -----------------------------------------------------------------------------------
 class StubOpenAI:
-    """``GET /v1/models`` and non-streaming ``POST /v1/chat/completions`` with optional Bearer key."""
+    """``GET /v1/models`` and non-streaming ``POST /v1/chat/completions`` with optional Bearer key.
+
+    Like gptoss serve it also answers under ``/no-reasoning/v1`` (``mount=False``: not there, like other servers),
+    and answers a ``json_schema`` request with ``{"ok": true}`` (``structured=False``: ignores ``response_format``).
+    """
 
     def __init__(self, model: str = "gpt-oss-20b", *, api_key: str | None = None, context: int | None = 131072,
-                 chat_status: int = 200, obj: str = "chat.completion") -> None:
+                 chat_status: int = 200, obj: str = "chat.completion", mount: bool = True,
+                 structured: bool = True) -> None:
         self.model, self.api_key, self.context = model, api_key, context
         self.chat_status, self.obj = chat_status, obj
+        self.mount, self.structured = mount, structured
         self.requests: list[Seen] = []
         self._server = _Server(self._handle)
 
@@ -123,23 +129,28 @@ class StubOpenAI:
         parts = urlsplit(target)
         body = json.loads(raw) if raw else None
         self.requests.append(Seen(method, parts.path, {}, headers, {}, body))
+        path = parts.path
+        if self.mount and path.startswith("/no-reasoning/v1/"):
+            path = path[len("/no-reasoning"):]
         if self.api_key and headers.get("authorization") != f"Bearer {self.api_key}":
             return _json(401, {"error": {"message": "invalid API key", "type": "invalid_request_error",
                                          "param": None, "code": "invalid_api_key"}})
-        if method == "GET" and parts.path == "/v1/models":
+        if method == "GET" and path == "/v1/models":
             entry: dict[str, Any] = {"id": self.model, "object": "model", "owned_by": "gptoss"}
             if self.context:
                 entry["max_model_len"] = self.context
             return _json(200, {"object": "list", "data": [entry]})
-        if method == "POST" and parts.path == "/v1/chat/completions":
+        if method == "POST" and path == "/v1/chat/completions":
             if self.chat_status != 200:
                 return _json(self.chat_status, {"error": {"message": "engine not ready", "type": "server_error",
                                                           "param": None, "code": None}})
             if body.get("model") != self.model:
                 return _json(404, {"error": {"message": f"model {body.get('model')} not found",
                                              "type": "invalid_request_error", "param": "model", "code": None}})
+            wants_json = (body.get("response_format") or {}).get("type") == "json_schema" and self.structured
             return _json(200, {"id": "chatcmpl-1", "object": self.obj, "created": 0, "model": self.model,
-                               "choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"},
+                               "choices": [{"index": 0, "message": {"role": "assistant",
+                                                                    "content": '{"ok": true}' if wants_json else "pong"},
                                             "finish_reason": "length"}],
                                "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}})
         return _json(404, {"error": {"message": "not found", "type": "invalid_request_error", "param": None,
@@ -168,6 +179,7 @@ class FakeDify:
     password: str = "Adm1n-Passw0rd"
     role: str = "owner"
     plugin_installed: bool = True
+    plugin_version: str | None = None  # default: 0.0.20 on 1.0-1.7, 0.0.63 from 1.8 (the schema reported follows it)
     marketplace: bool = True
     admin_api_key: str | None = None
     workspace_id: str = "6f1c2b1e-0000-4000-8000-000000000001"
@@ -208,6 +220,8 @@ class FakeDify:
         self.b64 = self.base64_login if self.base64_login is not None else v >= Version("1.11.2")
         self.admin_bypass = not (Version("1.9.2") <= v < Version("1.11.0"))
         self.provider = FULL_PROVIDER if self.plugins else "openai_api_compatible"
+        if self.plugin_version is None:
+            self.plugin_version = "0.0.20" if v < Version("1.8.0") else "0.0.63"
         self.schema = schema_for(self.version)
         self._ids = itertools.count(1)
         self._lock = threading.RLock()

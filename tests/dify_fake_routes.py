@@ -16,9 +16,13 @@ def obfuscate(value: str) -> str:
 
 
 def route_protected(f: FakeDify, r: Seen, p: str) -> Any:
-    if p == "/workspaces/current" and r.method == "POST":
+    if p == "/workspaces/current":  # TenantApi: GET only in 0.15.3, POST in 1.x (§9)
+        if r.method != ("POST" if f.plugins else "GET"):
+            raise err(405, "method_not_allowed", "The method is not allowed for the requested URL.")
         return {"id": f.workspace_id, "name": "Admin's Workspace", "status": "normal",
                 "role": r.headers.get("_role")}
+    if p == "/workspaces/current/models/model-types/llm" and r.method == "GET":
+        return {"data": _active_llms(f)}
     if p == "/workspaces" and r.method == "GET":
         return {"workspaces": [{"id": f.workspace_id, "name": "Admin's Workspace", "current": True}]}
     if p.startswith("/workspaces/current/plugin/"):
@@ -42,8 +46,8 @@ def route_protected(f: FakeDify, r: Seen, p: str) -> Any:
 
 # -- plugin -----------------------------------------------------------------------------------------------------
 def _plugin(f: FakeDify, r: Seen, p: str) -> Any:
-    installed = [{"plugin_id": PLUGIN_ID, "plugin_unique_identifier": f"{PLUGIN_ID}:0.0.63@abc",
-                  "version": "0.0.63"}] if f.plugin_installed else []
+    installed = [{"plugin_id": PLUGIN_ID, "plugin_unique_identifier": f"{PLUGIN_ID}:{f.plugin_version}@abc",
+                  "version": f.plugin_version}] if f.plugin_installed else []
     body = r.body or {}
     if p == "list/installations/ids" and r.method == "POST":
         return {"plugins": [x for x in installed if x["plugin_id"] in body.get("plugin_ids", [])]}
@@ -98,6 +102,18 @@ def _providers(f: FakeDify) -> list[dict[str, Any]]:
                 "configurate_methods": ["customizable-model"], "model_credential_schema": f.schema,
                 "custom_configuration": {"status": "active" if custom else "no-configure",
                                          "custom_models": custom, "can_added_models": []}})
+    return out
+
+
+def _active_llms(f: FakeDify) -> list[dict[str, Any]]:
+    """``GET …/models/model-types/llm``: the active models, grouped by provider, in Dify's order."""
+    out: list[dict[str, Any]] = []
+    pairs = list(f.other_models) + [(f.provider, m) for m in f.records]
+    for provider in dict.fromkeys(p for p, _ in pairs):
+        models = [{"model": m, "model_type": "llm", "status": "active"} for p, m in pairs
+                  if p == provider and _active(f, p, m)]
+        if models:
+            out.append({"provider": provider, "label": {"en_US": provider}, "status": "active", "models": models})
     return out
 
 
@@ -220,16 +236,14 @@ def _credentials_write(f: FakeDify, method: str, body: dict[str, Any]) -> Any:
 def _default_model(f: FakeDify, r: Seen) -> Any:
     if r.method == "GET":
         rec = next((d for d in f.defaults if d["model_type"] == "text-generation"), None)
-        if rec is None or not _active(f, rec["provider"], rec["model"]):
+        if rec is None:
             candidates = list(f.other_models) + [(f.provider, m) for m in f.records if _active(f, f.provider, m)]
             if not candidates:
                 return {"data": None}
-            if rec is None:
-                rec = {"model_type": "text-generation", "provider": candidates[0][0], "model": candidates[0][1]}
-                f.defaults.append(rec)  # reading creates a properly typed record (a state change)
-                f.mutations += 1
-            else:
-                rec.update(provider=candidates[0][0], model=candidates[0][1])
+            rec = {"model_type": "text-generation", "provider": candidates[0][0], "model": candidates[0][1]}
+            f.defaults.append(rec)  # reading creates a properly typed record (a state change)
+            f.mutations += 1
+        # a record naming a deleted model is returned as it is: deleting a model never clears the default (§9)
         return {"data": {"model": rec["model"], "model_type": "llm",
                          "provider": {"provider": rec["provider"], "label": {"en_US": rec["provider"]}}}}
     if r.method == "POST":

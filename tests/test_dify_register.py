@@ -131,10 +131,12 @@ def test_endpoint_url_fixed_to_v1(stub: StubOpenAI) -> None:
         assert any("changed to" in w for w in result.warnings)
 
 
-def test_loopback_endpoint_warns(stub: StubOpenAI) -> None:
+def test_loopback_endpoint_gets_no_docker_hint_when_dify_reaches_it(stub: StubOpenAI) -> None:
+    """Dify on the same host validated http://127.0.0.1:…/v1: the Docker hint would be wrong (issue 16 item 5)."""
     with FakeDify() as fake:
         result = run(fake, stub.url)
-        assert any("host.docker.internal" in w for w in result.warnings)
+        assert result.action == "created"
+        assert not any("host.docker.internal" in w or "loopback" in w for w in result.warnings)
 
 
 # -- default model: GET → POST → GET, with Dify's quirk ---------------------------------------------------------

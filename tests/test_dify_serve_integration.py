@@ -19,6 +19,7 @@ import pytest
 from gptoss_cli.config import Secret
 from gptoss_cli.dify import DifyClient, RegisterOptions, RegisterResult, register
 from tests.dify_fake import FakeDify
+from tests.dify_fake_runtime import DETAILS_OPEN, FakeChatApp, InvokeError
 
 from tests.model_fixtures import demo_model_dir  # noqa: F401 - fixture
 from tests.ports import free_port as _free_port
@@ -95,6 +96,43 @@ def test_register_against_real_demo_server(demo_server: str, version: str) -> No
         assert fake.validation_calls and fake.validation_calls[-1]["url"] == demo_server + "/chat/completions"
         assert once().action == "updated" and len(fake.records) == 1
         assert once(unregister=True).action == "removed" and fake.records == {} and fake.creds == {}
+
+
+def _register(fake: FakeDify, endpoint: str, **kw) -> RegisterResult:  # noqa: ANN003
+    with httpx.Client(trust_env=False, timeout=120) as http:
+        return register(DifyClient(http, fake.url), RegisterOptions(endpoint_url=endpoint, email=fake.email,
+                                                                    password=Secret(fake.password), **kw))
+
+
+@pytest.mark.slow
+def test_demo_in_dify_015_conversation_shows_then_hides_reasoning(demo_server: str) -> None:
+    """Dify 0.15.3 streams: the Thinking block shows and is sent back; --hide-reasoning removes it (issue 16)."""
+    with FakeDify(version="0.15.3", validate_timeout=120.0) as fake:
+        assert _register(fake, demo_server).reasoning == "shown"
+        chat = FakeChatApp(fake)
+        first = chat.send("Who are you?")
+        assert first.startswith(DETAILS_OPEN) and "</details>" in first
+        second = chat.send("Who are you?")  # the stored Thinking block goes back in the history
+        assert chat.sent[-1]["messages"][1]["content"] == first
+        assert "<|" not in second and "Thinking..." not in second.split("</details>")[-1]
+        hidden = _register(fake, demo_server, show_reasoning=False)
+        assert hidden.reasoning == "hidden-by-server" and hidden.endpoint_url.endswith("/no-reasoning/v1")
+        for stream in (True, False):
+            answer = FakeChatApp(fake, stream=stream).send("Who are you?")
+            assert answer and "<details" not in answer and "Thinking" not in answer
+
+
+@pytest.mark.slow
+def test_demo_cannot_satisfy_schemas_so_structured_output_is_not_registered(demo_server: str) -> None:
+    schema = '{"name": "llm_response", "schema": {"type": "object", "properties": {"city": {"type": "string"}}}}'
+    with FakeDify(version="1.13.3", validate_timeout=120.0) as fake:
+        result = _register(fake, demo_server)
+        assert result.structured_output == "not_supported" and "response_format_unsatisfied" in str(
+            result.structured_output_check)
+        _register(fake, demo_server, structured_output=True)  # forced: Dify now sends json_schema
+        chat = FakeChatApp(fake, stream=False, params={"response_format": "json_schema", "json_schema": schema})
+        with pytest.raises(InvokeError, match="status code 500.*response_format_unsatisfied"):
+            chat.send("Which city is the capital of France?")
 
 
 @pytest.fixture

@@ -34,7 +34,11 @@ MaxTokensOpt = Annotated[Optional[int], typer.Option(
 ServerKeyOpt = Annotated[_Str, typer.Option(
     "--server-api-key-env", help=f"{_ENV} the gptoss server's API key. (default: GPTOSS_API_KEY)")]
 ReasoningOpt = Annotated[_Bool, typer.Option(
-    "--show-reasoning/--hide-reasoning", help="Show gpt-oss reasoning in Dify. (default: show)")]
+    "--show-reasoning/--hide-reasoning",
+    help="Show gpt-oss reasoning in Dify, or hide it (any version; the model still reasons). (default: show)")]
+StructuredOpt = Annotated[_Bool, typer.Option(
+    "--structured-output/--no-structured-output",
+    help="Register structured output (json_schema). (default: when the endpoint passes a json_schema request)")]
 SetDefaultOpt = Annotated[_Bool, typer.Option("--set-default", help="Make it the workspace's default LLM.")]
 InstallOpt = Annotated[_Bool, typer.Option(
     "--install-plugin", help="Install the openai_api_compatible plugin from the marketplace if missing.")]
@@ -62,6 +66,7 @@ def dify_register(
     max_tokens: MaxTokensOpt = None,
     server_api_key_env: ServerKeyOpt = None,
     show_reasoning: ReasoningOpt = None,
+    structured_output: StructuredOpt = None,
     set_default: SetDefaultOpt = None,
     install_plugin: InstallOpt = None,
     unregister: UnregisterOpt = False,
@@ -75,6 +80,7 @@ def dify_register(
 
     from gptoss_cli import __version__
     from gptoss_cli.dify import DifyClient, RegisterOptions, register
+    from gptoss_cli.dify.register import dry_run_failure
 
     out = output_for(ctx)
     s = settings_for(ctx, {
@@ -82,6 +88,7 @@ def dify_register(
         "dify.password_env": password_env, "dify.admin_api_key_env": admin_api_key_env,
         "dify.workspace_id": workspace_id, "dify.context_size": context_size, "dify.max_tokens": max_tokens,
         "dify.server_api_key_env": server_api_key_env, "dify.show_reasoning": show_reasoning,
+        "dify.structured_output": structured_output,
         "dify.set_default": set_default, "dify.install_plugin": install_plugin, "dify.version": dify_version,
         "dify.preflight": preflight, "dify.insecure": insecure,
     })
@@ -97,7 +104,8 @@ def dify_register(
         server_api_key=_named_secret(s.get("dify.server_api_key_env"), "--server-api-key-env")
         or s.get("serve.api_key"),
         context_size=s.get("dify.context_size"), max_tokens=s.get("dify.max_tokens"),
-        show_reasoning=s["dify.show_reasoning"], set_default=s["dify.set_default"],
+        show_reasoning=s["dify.show_reasoning"], structured_output=s.get("dify.structured_output"),
+        set_default=s["dify.set_default"],
         install_plugin=s["dify.install_plugin"], unregister=unregister, preflight=s["dify.preflight"],
         dify_version=s.get("dify.version"),
     )
@@ -110,6 +118,9 @@ def dify_register(
     for warning in result.warnings:
         out.warn(warning)
     out.result(result, lambda console: _human(console, result))
+    failure = dry_run_failure(result)  # the plan is printed; the exit code is the one the real run would have
+    if failure is not None:
+        raise failure
 
 
 def _named_secret(var: Optional[str], flag: str) -> Optional[Secret]:
@@ -156,7 +167,12 @@ def _human(console: Console, r: Any) -> None:
     if p is not None and p.chat_ok:
         console.print(f"preflight ok: /v1/models {p.models_ms} ms, 5-token chat {p.chat_ms} ms")
     if r.default_model:
-        console.print(f"default LLM: {r.default_model} (verified)")
+        how = f"verified; moved off the removed {r.model}" if r.default_state == "moved" else "verified"
+        console.print(f"default LLM: {r.default_model} ({how})")
+    if r.reasoning_note:
+        console.print(r.reasoning_note, markup=False)
+    if r.structured_output:
+        console.print(f"structured output: {r.structured_output} ({r.structured_output_check})", markup=False)
     if r.validation:
         console.print(f"Dify's validation: {r.validation}")
     if r.dry_run:

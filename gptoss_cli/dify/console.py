@@ -25,7 +25,13 @@ def _models(provider: str) -> str:
 
 # -- plugin ----------------------------------------------------------------------------------------------------
 def plugin_installed(client: DifyClient) -> bool:
-    """``POST list/installations/ids``; where that route is missing (404/405), the paged ``GET list``."""
+    return installed_plugin(client) is not None
+
+
+def installed_plugin(client: DifyClient) -> str | None:
+    """The installed plugin's version ("" when Dify does not say), or None when it is not installed.
+
+    ``POST list/installations/ids``; where that route is missing (404/405), the paged ``GET list``."""
     try:
         data = client.call("POST", f"{PLUGIN}/list/installations/ids", json={"plugin_ids": [PLUGIN_ID]}) or {}
     except DifyError as exc:
@@ -33,9 +39,10 @@ def plugin_installed(client: DifyClient) -> bool:
             raise
         data = client.call("GET", f"{PLUGIN}/list", params={"page": 1, "page_size": 256}) or {}
     for p in data.get("plugins") or ():
-        if p.get("plugin_id") == PLUGIN_ID or str(p.get("plugin_unique_identifier", "")).startswith(PLUGIN_ID + ":"):
-            return True
-    return False
+        uid = str(p.get("plugin_unique_identifier") or "")
+        if p.get("plugin_id") == PLUGIN_ID or uid.startswith(PLUGIN_ID + ":"):
+            return str(p.get("version") or uid.partition(":")[2].partition("@")[0] or "")
+    return None
 
 
 def install_plugin(client: DifyClient, *, timeout: float, interval: float,
@@ -203,12 +210,44 @@ def set_default_model(client: DifyClient, provider: str, model: str) -> str | No
     return f"{provider}/{model}"
 
 
+def heal_default(client: DifyClient, provider: str, model: str) -> tuple[str, str | None]:
+    """After removing ``model``: a workspace default that still names it is moved to the model Dify itself would pick.
+
+    Dify keeps a default pointing at a deleted model (reference/dify-api.md §9) and has no request that unsets a
+    default. Returns ``(state, default)``: ``unaffected`` (the default names another model, or none is set),
+    ``moved`` (to the first active LLM Dify lists, as it picks with no default), ``dangling`` (no other LLM to move
+    it to) or ``would-check`` (dry run: even reading the default can write in Dify, so nothing is sent); the
+    caller reports ``unknown`` when Dify answered these reads with an error.
+    """
+    path = "/workspaces/current/default-model"
+    if client.dry_run:
+        client.planned("GET", path + "?model_type=llm")
+        return "would-check", None
+    data = (client.call("GET", path, params={"model_type": "llm"}) or {}).get("data") or {}
+    current = ((data.get("provider") or {}).get("provider"), data.get("model"))
+    if current != (provider, model):
+        return "unaffected", f"{current[0]}/{current[1]}" if data else None
+    listing = client.call("GET", "/workspaces/current/models/model-types/llm") or {}
+    pick = next(((str(p.get("provider")), str(m.get("model"))) for p in listing.get("data") or ()
+                 for m in p.get("models") or ()
+                 if m.get("status", "active") == "active" and (p.get("provider"), m.get("model")) != current), None)
+    if pick is None:
+        return "dangling", f"{provider}/{model}"
+    body = {"model_settings": [{"model_type": "llm", "provider": pick[0], "model": pick[1]}]}
+    client.call("POST", path, json=body, changes_state=True)
+    after = (client.call("GET", path, params={"model_type": "llm"}) or {}).get("data") or {}
+    got = ((after.get("provider") or {}).get("provider"), after.get("model"))
+    return ("dangling" if got == current else "moved"), f"{got[0]}/{got[1]}"
+
+
 __all__ = [
     "HOW_TO_INSTALL",
     "Existing",
     "Written",
     "custom_model_exists",
+    "heal_default",
     "install_plugin",
+    "installed_plugin",
     "plugin_installed",
     "provider_entry",
     "read_existing",

@@ -82,6 +82,7 @@ class Desired:
     max_tokens: int
     show_reasoning: bool = True
     endpoint_model_name: str | None = None
+    structured_output: bool = True
 
     def values(self) -> dict[str, str]:
         out = {
@@ -92,7 +93,7 @@ class Desired:
             "function_calling_type": "tool_call",
             "stream_function_calling": "supported",
             "agent_thought_support": "supported" if self.show_reasoning else "not_supported",
-            "structured_output_support": "supported",
+            "structured_output_support": "supported" if self.structured_output else "not_supported",
             "stream_mode_delimiter": DELIMITER,
         }
         if self.api_key:

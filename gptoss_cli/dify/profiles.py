@@ -26,6 +26,7 @@ class Profile:
     (``…/models/credentials`` POST/PUT/DELETE, 1.8+). ``session``: ``"bearer"`` (JSON tokens) or ``"cookie"``
     (cookie jar + ``X-CSRF-Token``, 1.9.2+). ``password_encodings``: tried in order, one attempt each; only the
     1.11.0/1.11.1 row has two. ``admin_key``: whether ADMIN_API_KEY + X-WORKSPACE-ID can reach the console.
+    ``workspace_method``: how ``/workspaces/current`` (the account's role) is read; the other method is tried on 405.
     """
 
     name: str
@@ -37,6 +38,7 @@ class Profile:
     password_encodings: tuple[str, ...]
     admin_key: bool
     logout_method: str
+    workspace_method: str = "POST"  # /workspaces/current (the role check): GET only in 0.15, POST in 1.x
 
     @property
     def uses_plugins(self) -> bool:
@@ -44,7 +46,7 @@ class Profile:
 
 
 PROFILES: tuple[Profile, ...] = (
-    Profile("0.15", "0.0", PROVIDER_BUILTIN, None, "upsert", "bearer", ("plain",), True, "GET"),
+    Profile("0.15", "0.0", PROVIDER_BUILTIN, None, "upsert", "bearer", ("plain",), True, "GET", "GET"),
     Profile("1.0-1.7", "1.0.0", PROVIDER_FULL, PLUGIN_ID, "upsert", "bearer", ("plain",), True, "GET"),
     Profile("1.8-1.9.1", "1.8.0", PROVIDER_FULL, PLUGIN_ID, "credentials", "bearer", ("plain",), True, "GET"),
     Profile("1.9.2-1.10", "1.9.2", PROVIDER_FULL, PLUGIN_ID, "credentials", "cookie", ("plain",), False, "POST"),

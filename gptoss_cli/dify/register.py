@@ -1,8 +1,9 @@
 """``register()``: put a gptoss endpoint into Dify as an OpenAI-API-compatible custom LLM, idempotently.
 
 Order: preflight the endpoint (before touching Dify) → read Dify's version → log in once (or admin key) → check
-the account's role → plugin present (or install it) → read the provider's credential schema → create or update
-the one credential (or remove everything with ``unregister``) → optionally make it the default LLM → log out.
+the account's role → plugin present (or install it) → read the provider's credential schema → decide reasoning and
+structured output for this version (``features``) → create or update the one credential (or, with ``unregister``,
+remove everything and move a default left naming the removed model) → optionally make it the default LLM → log out.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any, Callable
 import httpx
 
 from gptoss_cli.config import Secret
-from gptoss_cli.dify import console
+from gptoss_cli.dify import console, features
+from gptoss_cli.dify.advice import advice as _advice, translate as _translate
 from gptoss_cli.dify.client import DifyClient
 from gptoss_cli.dify.credentials import (
     DEFAULT_CONTEXT_SIZE,
@@ -33,11 +35,10 @@ from gptoss_cli.dify.errors import (
     PluginMissingError,
 )
 from gptoss_cli.dify.plan import MASK, PlanStep
-from gptoss_cli.dify.preflight import PreflightResult, lan_address, loopback_warning, preflight
+from gptoss_cli.dify.preflight import PreflightResult, preflight
 from gptoss_cli.errors import UsageError
 
 Progress = Callable[[str], None]
-_VALIDATION_MARKERS = ("credentials validation", "validation failed", "invalid response object", "json decode")
 
 
 def _no_progress(_message: str) -> None:
@@ -56,6 +57,7 @@ class RegisterOptions:
     context_size: int | None = None
     max_tokens: int | None = None
     show_reasoning: bool = True
+    structured_output: bool | None = None  # None: register it when the endpoint answers a json_schema request
     set_default: bool = False
     install_plugin: bool = False
     unregister: bool = False
@@ -85,11 +87,23 @@ class RegisterResult:
     dropped_fields: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     default_model: str | None = None
+    default_state: str | None = None  # set | moved | dangling | unaffected | would-check (see console.heal_default)
     preflight: PreflightResult | None = None
     validation: str | None = None  # dry run only: Dify's validate-only verdict ("ok" or its error)
+    validation_hint: str | None = None  # what to do when that verdict is an error
+    reasoning: str | None = None  # shown | hidden-by-dify | hidden-by-server (features.plan_reasoning)
+    reasoning_note: str | None = None  # what hiding changes and what it does not
+    structured_output: str | None = None  # supported | not_supported | None (this Dify has no such field)
+    structured_output_check: str | None = None  # ok | not checked | forced | why the endpoint failed the probe
     warnings: tuple[str, ...] = ()
     dry_run: bool = False
     plan: tuple[PlanStep, ...] = ()
+
+    @property
+    def would_fail(self) -> bool:
+        """A dry run whose real run would stop at Dify's check (exit 3)."""
+        v = self.validation
+        return self.dry_run and v is not None and v != "ok" and not v.startswith("unavailable")
 
 
 def _check_options(opts: RegisterOptions) -> None:
@@ -118,9 +132,6 @@ def register(client: DifyClient, opts: RegisterOptions, *, endpoint_http: httpx.
         endpoint, note = normalize_endpoint_url(opts.endpoint_url)
         if note:
             warnings.append(note)
-        lb = loopback_warning(endpoint, client.base_url, lan=lan_address())
-        if lb:
-            warnings.append(lb)
     pre = None
     if endpoint and opts.preflight and not opts.unregister:
         pre = _preflight(endpoint_http or client.http, endpoint, opts, warnings, progress, client)
@@ -130,14 +141,15 @@ def register(client: DifyClient, opts: RegisterOptions, *, endpoint_http: httpx.
     assert profile is not None
     progress(f"Dify {state.version} (protocol {profile.name})")
     try:
-        result = _run(client, opts, endpoint, pre, warnings, progress, sleep)
+        result = _run(client, opts, endpoint, pre, warnings, progress, sleep, endpoint_http or client.http)
     finally:
         client.logout()
     return replace(result, plan=tuple(client.plan))
 
 
 def _run(client: DifyClient, opts: RegisterOptions, endpoint: str | None, pre: PreflightResult | None,
-         warnings: list[str], progress: Progress, sleep: Callable[[float], None]) -> RegisterResult:
+         warnings: list[str], progress: Progress, sleep: Callable[[float], None],
+         endpoint_http: httpx.Client) -> RegisterResult:
     profile = client.profile
     assert profile is not None and client.version is not None
     if opts.admin_api_key is not None:
@@ -148,9 +160,9 @@ def _run(client: DifyClient, opts: RegisterOptions, endpoint: str | None, pre: P
         auth = "password"
     _check_role(client)
     provider = profile.provider
-    plugin = "builtin"
+    plugin, plugin_version = "builtin", None
     if profile.uses_plugins:
-        plugin = _ensure_plugin(client, opts, sleep, progress)
+        plugin, plugin_version = _ensure_plugin(client, opts, sleep, progress)
     dry = client.dry_run
     entry = None if plugin == "would-install" else console.provider_entry(client, provider)
     if entry is None and plugin != "would-install":
@@ -159,36 +171,98 @@ def _run(client: DifyClient, opts: RegisterOptions, endpoint: str | None, pre: P
         raise PluginMissingError(f"Dify lists no provider {provider}", hint=console.HOW_TO_INSTALL)
 
     if opts.unregister:
-        existing = console.read_existing(client, provider, opts.model_name, entry)
-        removed = console.remove_model(client, provider, opts.model_name, existing, entry)
-        action = "removed" if removed else "absent"
-        progress(f"{opts.model_name}: {action}")
-        return _result(client, opts, auth, plugin, endpoint, action, None, None, pre, warnings, removed=removed)
+        return _unregister(client, opts, auth, plugin, endpoint, pre, warnings, progress, entry)
 
     schema = (entry or {}).get("model_credential_schema") or fallback_schema()
     if entry is None:
         warnings.append("credential fields assumed from plugin 0.0.63 (the plugin is not installed yet)")
-    desired = _desired(opts, endpoint, pre)
+    plan = _reasoning(client, opts, schema, str(endpoint), plugin_version, endpoint_http)
+    structured, check = _structured(schema, opts, pre, endpoint_http, warnings, progress)
+    desired = _desired(opts, plan.endpoint_url, pre, structured is not False)
     form = build_credentials(schema, desired, required_default=not profile.uses_plugins)
-    if form.dropped:
-        warnings.append("this Dify/plugin version does not accept: " + ", ".join(form.dropped))
+    loud = [f for f in form.dropped if f not in features.HANDLED_FIELDS]
+    if loud:
+        warnings.append("this Dify/plugin version does not accept: " + ", ".join(loud))
     existing = console.read_existing(client, provider, opts.model_name, entry) if entry else console.Existing(False)
-    validation = None
+    validation = hint = None
     if dry and entry is not None:
-        validation = _dry_validation(client, provider, opts.model_name, form.credentials, endpoint, warnings)
+        validation, hint = _dry_validation(client, provider, opts.model_name, form.credentials, plan.endpoint_url)
     try:
         written = console.write_credentials(client, provider, opts.model_name, form.credentials, existing,
                                             opts.credential_name, entry)
     except DifyError as exc:
-        raise _translate(exc, endpoint, client) from None
+        raise _translate(exc, plan.endpoint_url, client) from None
     progress(f"{opts.model_name}: {'would be ' if dry else ''}{written.action}")
     default = None
     if opts.set_default:
         default = console.set_default_model(client, provider, opts.model_name)
     shown = {k: (MASK if k == "api_key" and v else v) for k, v in form.credentials.items()}
-    return _result(client, opts, auth, plugin, endpoint, written.action, written.credential_id,
+    return _result(client, opts, auth, plugin, plan.endpoint_url, written.action, written.credential_id,
                    written.credential_name, pre, warnings, credentials=shown, dropped=form.dropped,
-                   default=default, validation=validation)
+                   default=default, default_state="set" if opts.set_default and not dry else None,
+                   validation=validation, validation_hint=hint, reasoning=plan.mode, reasoning_note=plan.note,
+                   structured_output=_structured_value(form.credentials), structured_output_check=check)
+
+
+def _reasoning(client: DifyClient, opts: RegisterOptions, schema: Any, endpoint: str, plugin_version: str | None,
+               endpoint_http: httpx.Client) -> features.ReasoningPlan:
+    """How this version hides (or shows) reasoning; the no-reasoning mount must exist where it is needed."""
+    plan = features.plan_reasoning(schema, endpoint, opts.show_reasoning, plugin_version, str(client.version))
+    if plan.mode == "hidden-by-server":
+        problem = features.mount_problem(endpoint_http, plan.endpoint_url, opts.server_api_key)
+        if problem:
+            raise EndpointCheckFailed(f"cannot hide reasoning: {client.scrub(problem)}",
+                                      hint="serve the model with gptoss serve, or register without --hide-reasoning")
+    return plan
+
+
+def _unregister(client: DifyClient, opts: RegisterOptions, auth: str, plugin: str, endpoint: str | None,
+                pre: PreflightResult | None, warnings: list[str], progress: Progress,
+                entry: Any) -> RegisterResult:
+    provider = client.profile.provider  # type: ignore[union-attr]
+    existing = console.read_existing(client, provider, opts.model_name, entry)
+    removed = console.remove_model(client, provider, opts.model_name, existing, entry)
+    action = "removed" if removed else "absent"
+    progress(f"{opts.model_name}: {action}")
+    try:
+        state, default = console.heal_default(client, provider, opts.model_name)
+    except (DifySessionError, DifyPermissionError):
+        raise
+    except DifyError as exc:  # the model is gone already; say what could not be checked, do not fail the run
+        state, default = "unknown", None
+        warnings.append(f"could not check the workspace default LLM after removing {opts.model_name}: "
+                        f"{client.scrub(exc.message)}")
+    if state == "moved":
+        progress(f"workspace default LLM moved from the removed {opts.model_name} to {default}")
+    elif state == "dangling":
+        warnings.append(f"the workspace default LLM still names the removed {default}: Dify offers no way to unset "
+                        "it and has no other LLM to point it at; pick one in Settings > Model Provider > System "
+                        "Model Settings once another model is added")
+    return _result(client, opts, auth, plugin, endpoint, action, None, None, pre, warnings, removed=removed,
+                   default=default if state == "moved" else None, default_state=state)
+
+
+def _structured(schema: Any, opts: RegisterOptions, pre: PreflightResult | None, http: httpx.Client,
+                warnings: list[str], progress: Progress) -> tuple[bool | None, str | None]:
+    """Whether to register structured output: forced, or probed with a json_schema request like Dify's."""
+    if not features.schema_has(schema, "structured_output_support"):
+        return None, None
+    if opts.structured_output is not None:
+        return opts.structured_output, "forced"
+    if pre is None or not pre.chat_ok:
+        return True, "not checked"
+    progress("structured output: asking the endpoint for JSON that fits a schema, as Dify will")
+    problem = features.probe_structured_output(http, pre.endpoint_url, pre.served_model or opts.model_name,
+                                               opts.server_api_key)
+    if problem is None:
+        return True, "ok"
+    warnings.append(f"structured output registered as not_supported: the endpoint's answer to a json_schema request "
+                    f"failed ({problem}), so Dify will not send one (pass --structured-output to register it anyway)")
+    return False, problem
+
+
+def _structured_value(credentials: dict[str, str]) -> str | None:
+    return credentials.get("structured_output_support")
 
 
 def _result(client: DifyClient, opts: RegisterOptions, auth: str, plugin: str, endpoint: str | None, action: str,
@@ -203,9 +277,12 @@ def _result(client: DifyClient, opts: RegisterOptions, auth: str, plugin: str, e
         provider=client.profile.provider, model=opts.model_name, action=action, credential_id=cred_id,
         credential_name=cred_name, plugin=plugin, endpoint_url=endpoint,
         credentials=extra.get("credentials", {}), dropped_fields=extra.get("dropped", ()),
-        removed=extra.get("removed", ()), default_model=extra.get("default"), preflight=pre,
-        validation=extra.get("validation"), warnings=tuple(client.scrub(w) for w in warnings),
-        dry_run=client.dry_run, plan=tuple(client.plan))
+        removed=extra.get("removed", ()), default_model=extra.get("default"),
+        default_state=extra.get("default_state"), preflight=pre, validation=extra.get("validation"),
+        validation_hint=extra.get("validation_hint"), reasoning=extra.get("reasoning"),
+        reasoning_note=extra.get("reasoning_note"), structured_output=extra.get("structured_output"),
+        structured_output_check=extra.get("structured_output_check"),
+        warnings=tuple(client.scrub(w) for w in warnings), dry_run=client.dry_run, plan=tuple(client.plan))
 
 
 def _preflight(http: httpx.Client, endpoint: str, opts: RegisterOptions, warnings: list[str],
@@ -223,41 +300,57 @@ def _preflight(http: httpx.Client, endpoint: str, opts: RegisterOptions, warning
     return pre
 
 
-def _desired(opts: RegisterOptions, endpoint: str | None, pre: PreflightResult | None) -> Desired:
+def _desired(opts: RegisterOptions, endpoint: str | None, pre: PreflightResult | None,
+             structured: bool = True) -> Desired:
     context = opts.context_size or (pre.context_size if pre else None) or DEFAULT_CONTEXT_SIZE
     max_tokens = opts.max_tokens or min(DEFAULT_MAX_TOKENS, context)
     served = pre.served_model if pre and pre.served_model and pre.served_model != opts.model_name else None
     return Desired(endpoint_url=str(endpoint), api_key=opts.server_api_key.reveal() if opts.server_api_key else "",
                    context_size=context, max_tokens=max_tokens, show_reasoning=opts.show_reasoning,
-                   endpoint_model_name=served)
+                   endpoint_model_name=served, structured_output=structured)
 
 
 def _dry_validation(client: DifyClient, provider: str, model: str, credentials: dict[str, str],
-                    endpoint: str | None, warnings: list[str]) -> str:
-    """Dify's validate-only verdict for the plan; an error of that optional endpoint never aborts a dry run."""
+                    endpoint: str | None) -> tuple[str, str | None]:
+    """Dify's validate-only verdict for the plan (and what to do when it fails); a missing route is no verdict."""
     try:
         verdict = console.validate_only(client, provider, model, credentials)
     except (DifySessionError, DifyPermissionError):
         raise
     except DifyError as exc:
         if exc.status != 400:  # the route is missing or broken: say so, the plan is still complete
-            return "unavailable: " + client.scrub(exc.message)
+            return "unavailable: " + client.scrub(exc.message), None
         verdict = exc.message  # schema problems come back as 400
     if verdict is None:
-        return "ok"
-    validation = client.scrub(verdict)
-    warnings.append(f"Dify's check would fail: {validation} ({_advice(verdict, endpoint, client)})")
-    return validation
+        return "ok", None
+    return client.scrub(verdict), _advice(verdict, endpoint, client)
+
+
+def dry_run_failure(result: RegisterResult) -> CredentialsRejectedError | None:
+    """The error the real run would stop with, for a dry run whose plan Dify's check refuses (exit 3)."""
+    if not result.would_fail:
+        return None
+    return CredentialsRejectedError(f"dry run: Dify's check of the endpoint would fail: {result.validation}",
+                                    hint=result.validation_hint, status=400)
 
 
 def _check_role(client: DifyClient) -> None:
-    """Fail early, in one line, when the account cannot write model settings (admin or owner needed)."""
-    try:
-        data = client.call("POST", "/workspaces/current") or {}
-    except DifySessionError:
-        raise
-    except DifyError:
-        return  # older versions or proxies may not offer it; the write itself will say 403 if needed
+    """Fail early, in one line, when the account cannot write model settings (admin or owner needed).
+
+    ``/workspaces/current`` is GET in Dify 0.15 and POST in 1.x (the profile says which); a 405 tries the other."""
+    method = client.profile.workspace_method if client.profile else "POST"
+    data = None
+    for attempt in (method, "GET" if method == "POST" else "POST"):
+        try:
+            data = client.call(attempt, "/workspaces/current") or {}
+            break
+        except DifySessionError:
+            raise
+        except DifyError as exc:
+            if exc.status != 405:
+                return  # a proxy or an odd version: the write itself will say 403 if needed
+    if data is None:
+        return
     role = data.get("role")
     if role and role not in ("owner", "admin"):
         raise DifyPermissionError(f"the account's role in workspace {data.get('name')!r} is {role!r}; "
@@ -266,11 +359,12 @@ def _check_role(client: DifyClient) -> None:
 
 
 def _ensure_plugin(client: DifyClient, opts: RegisterOptions, sleep: Callable[[float], None],
-                   progress: Progress) -> str:
-    if console.plugin_installed(client):
-        return "installed"
+                   progress: Progress) -> tuple[str, str | None]:
+    version = console.installed_plugin(client)
+    if version is not None:
+        return "installed", version or None
     if opts.unregister:
-        return "missing"
+        return "missing", None
     if not opts.install_plugin:
         raise PluginMissingError("the openai_api_compatible plugin is not installed in this Dify workspace",
                                  hint=console.HOW_TO_INSTALL)
@@ -278,39 +372,9 @@ def _ensure_plugin(client: DifyClient, opts: RegisterOptions, sleep: Callable[[f
     uid = console.install_plugin(client, timeout=opts.plugin_timeout, interval=opts.plugin_poll_interval,
                                  sleep=sleep)
     if client.dry_run:
-        return "would-install"
+        return "would-install", None
     progress(f"installed {uid.split('@')[0]}")
-    return "installed-now"
+    return "installed-now", None
 
 
-def _translate(exc: DifyError, endpoint: str | None, client: DifyClient) -> DifyError:
-    """Dify's 400 on a credential write → one line with Dify's reason and what to do about it."""
-    text = exc.message.lower()
-    if exc.status == 400 and "does not exist" in text and "provider" in text:
-        return PluginMissingError(exc.message, hint=console.HOW_TO_INSTALL)
-    if exc.status == 400 and any(m in text for m in _VALIDATION_MARKERS):
-        return CredentialsRejectedError(f"Dify could not validate the endpoint: {exc.message}",
-                                        hint=_advice(exc.message, endpoint, client), status=400, code=exc.code)
-    return exc
-
-
-def _advice(reason: str, endpoint: str | None, client: DifyClient) -> str:
-    text = reason.lower()
-    if "status code 401" in text or "api key" in text:
-        return "the server wants an API key: pass --server-api-key-env VAR naming the key gptoss serve uses"
-    if "status code 404" in text:
-        return "check that --endpoint-url ends in /v1 and --model-name matches an id from /v1/models"
-    if "status code 5" in text:
-        return "the server failed or is still loading: check gptoss serve (GET /health) and its log"
-    if "invalid response object" in text or "json decode" in text:
-        return "the URL does not point at an OpenAI-compatible server; point --endpoint-url at gptoss's /v1"
-    if "should be string" in text or "is required" in text or "not in options" in text:
-        return "this Dify/plugin version expects other credential fields; please report it"
-    near = loopback_warning(endpoint or "", client.base_url) if endpoint else None
-    if near:
-        return "Dify cannot reach the endpoint: " + near
-    return ("Dify cannot reach the endpoint from its containers: make gptoss serve listen on an address Dify can "
-            "reach (--host 0.0.0.0) and check firewalls")
-
-
-__all__ = ["RegisterOptions", "RegisterResult", "register"]
+__all__ = ["RegisterOptions", "RegisterResult", "dry_run_failure", "register"]

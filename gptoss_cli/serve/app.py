@@ -63,6 +63,7 @@ def create_app(
 
     from gptoss_cli.serve import openapi, routes
     from gptoss_cli.serve.middleware import GuardMiddleware
+    from gptoss_cli.serve.no_reasoning import NoReasoningMiddleware
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -102,6 +103,7 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(GuardMiddleware, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(NoReasoningMiddleware)  # /no-reasoning/v1/* = /v1/* minus reasoning (serve/no_reasoning.py)
     app.include_router(routes.router)
     openapi.install(app, bearer=settings.api_key is not None)
     return app

@@ -33,6 +33,7 @@ import re
 from typing import Any, Sequence
 
 from gptoss_cli.serve.harmony_schema import functions_namespace, json_display
+from gptoss_cli.serve.reasoning_wrappers import split_reasoning
 
 REQUIRED_TOOL_INSTRUCTION = "You must call at least one function from the `functions` namespace before answering."
 NAMED_TOOL_INSTRUCTION = "You must call the function `functions.{name}` before answering."
@@ -230,7 +231,7 @@ class _Converter:
             raise ValueError(f"unsupported message role {role!r}")
 
     def _assistant(self, msg: dict[str, Any], before_last_user: bool) -> None:
-        text, think = split_think(content_text(msg.get("content")))
+        text, think = split_reasoning(content_text(msg.get("content")))  # Dify's <details>/<think> wrappers
         reasoning = next(
             (msg[k] for k in ("reasoning", "reasoning_content", "thinking") if isinstance(msg.get(k), str) and msg[k]),
             think,

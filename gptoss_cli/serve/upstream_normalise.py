@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import secrets
 import time
 from typing import Any
 
-_THINK = re.compile(r"<think>.*?</think>\s*", re.DOTALL)
+from gptoss_cli.serve.reasoning_wrappers import strip_reasoning
 
 
 def gptoss_call_id(upstream_id: Any) -> str:
@@ -116,8 +115,8 @@ def _history_message(m: Any) -> Any:
     if not isinstance(m, dict) or m.get("role") != "assistant":
         return m
     m = dict(m)
-    if isinstance(m.get("content"), str) and "<think>" in m["content"]:
-        m["content"] = _THINK.sub("", m["content"])
+    if isinstance(m.get("content"), str):
+        m["content"] = strip_reasoning(m["content"])  # Dify's <think> / <details> Thinking wrappers
     if not m.get("reasoning") and isinstance(m.get("reasoning_content"), str):
         m["reasoning"] = m["reasoning_content"]
     return m
