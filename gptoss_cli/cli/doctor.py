@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from gptoss_cli.cli._errors import boundary
@@ -29,7 +30,7 @@ def doctor(ctx: typer.Context, dest: DestOpt = None, json_out: JsonOpt = False) 
         for col in ("check", "status", "detail"):
             table.add_column(col)
         for c in report.checks:
-            table.add_row(c.name, f"[{_STYLE[c.status]}]{c.status}[/]", c.detail)
+            table.add_row(escape(c.name), f"[{_STYLE[c.status]}]{c.status}[/]", escape(c.detail))
         console.print(table)
         console.print("all required pieces present" if report.ok else "a required piece is missing")
 

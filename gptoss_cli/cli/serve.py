@@ -12,6 +12,7 @@ from gptoss_cli.cli._options import output_for, settings_for
 from gptoss_cli.cli._output import Output
 from gptoss_cli.config import Settings
 from gptoss_cli.errors import CheckFailed, CouldNotRun, UsageError
+from gptoss_cli.extras import require, serve_modules
 
 ModelDirArg = Annotated[
     Optional[Path],
@@ -131,6 +132,8 @@ def serve(
         raise UsageError("give either MODEL_DIR or --demo, not both")
     if demo and kind != "transformers":
         raise UsageError("--demo runs the built-in model in process; it cannot be combined with --engine " + kind)
+    what = "--demo" if demo else ("" if kind == "transformers" else f"--engine {kind}")
+    require("serve", serve_modules(kind), purpose=f"gptoss serve {what}".strip())  # before any work or output
     overrides: dict[str, Any] = {}
     folder: Optional[Path] = None
     if demo:
