@@ -53,9 +53,9 @@ def _version(dist: str) -> str | None:
 
 
 def _python_check() -> Check:
-    ok = sys.version_info >= (3, 10)
+    ok = sys.version_info >= (3, 11)
     detail = f"{platform.python_version()} ({sys.executable})"
-    return Check("python", "ok" if ok else "fail", detail if ok else f"{detail}: need >= 3.10", True)
+    return Check("python", "ok" if ok else "fail", detail if ok else f"{detail}: need >= 3.11", True)
 
 
 def _package_checks() -> list[Check]:
