@@ -66,7 +66,8 @@ def require(extra: str, modules: Iterable[str], *, purpose: str) -> None:
         return
     names = ", ".join(SERVE_DISTRIBUTIONS.get(m, m) for m in gone)
     verb = "is" if len(gone) == 1 else "are"
-    raise CouldNotRun(f"{purpose} needs the {extra} extra: {names} {verb} not installed", hint=install_hint(gone, extra))
+    raise CouldNotRun(f"{purpose} needs the {extra} extra: {names} {verb} not installed",
+                      hint=install_hint(gone, extra))
 
 
 __all__ = ["TORCH_VERSION", "install_command", "install_hint", "missing", "require", "serve_modules"]
