@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,6 @@ from typer.testing import CliRunner
 
 from gptoss_cli import extras
 from gptoss_cli.cli import app
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTALL = "pip install 'gptoss-cli[serve]'"
