@@ -39,7 +39,7 @@ RUN if [ -n "${TORCH_INDEX_URL:-}" ]; then export PIP_INDEX_URL="$TORCH_INDEX_UR
     elif [ -z "${PIP_INDEX_URL:-}" ]; then unset PIP_INDEX_URL; fi \
     && pip install --no-cache-dir "torch==${TORCH_VERSION}"
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY gptoss_cli ./gptoss_cli
 # The package is installed from this folder; its dependencies carry version bounds in pyproject.toml.
 # hadolint ignore=DL3013

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Mapping
 
 from gptoss_cli.config import network_environment
+from gptoss_cli.extras import SERVE_DISTRIBUTIONS, install_hint
 
 CORE_PACKAGES = ("typer", "rich", "httpx", "huggingface_hub", "GitPython", "pip-audit")
-SERVE_PACKAGES = ("torch", "transformers", "safetensors", "fastapi", "uvicorn", "pydantic", "prometheus-client")
+SERVE_PACKAGES = tuple(SERVE_DISTRIBUTIONS.values())
 WEIGHTS_BYTES_20B = 13_800_000_000
 
 
@@ -52,9 +53,9 @@ def _version(dist: str) -> str | None:
 
 
 def _python_check() -> Check:
-    ok = sys.version_info >= (3, 10)
+    ok = sys.version_info >= (3, 11)
     detail = f"{platform.python_version()} ({sys.executable})"
-    return Check("python", "ok" if ok else "fail", detail if ok else f"{detail}: need >= 3.10", True)
+    return Check("python", "ok" if ok else "fail", detail if ok else f"{detail}: need >= 3.11", True)
 
 
 def _package_checks() -> list[Check]:
@@ -64,14 +65,14 @@ def _package_checks() -> list[Check]:
         checks.append(Check(f"package {dist}", "ok" if v else "fail", v or "not installed", True))
     for dist in SERVE_PACKAGES:
         v = _version(dist)
-        detail = v or "not installed (pip install 'gptoss-cli[serve]' for gptoss serve)"
+        detail = v or f"not installed; gptoss serve needs it: {install_hint([dist])}"
         checks.append(Check(f"package {dist}", "ok" if v else "warn", detail, False))
     return checks
 
 
 def _torch_check() -> Check:
     if importlib.util.find_spec("torch") is None:
-        return Check("torch/cuda", "warn", "torch not installed: serving unavailable", False)
+        return Check("torch/cuda", "warn", f"torch not installed, so no serving: {install_hint(['torch'])}", False)
     try:
         import torch
     except Exception as exc:  # noqa: BLE001 - a broken torch install is a finding, not a crash

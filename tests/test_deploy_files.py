@@ -83,7 +83,7 @@ def test_dockerignore_keeps_weights_and_secrets_out() -> None:
              if x.strip() and not x.startswith("#")]
     assert lines[0] == "*", "allow-list: everything is excluded first"
     allowed = {x[1:].rstrip("/") for x in lines if x.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "gptoss_cli"}
+    assert allowed == {"pyproject.toml", "README.md", "LICENSE", "gptoss_cli"}  # LICENSE: pyproject's license-files
     sources = {src.rstrip("/").removeprefix("./") for k, a in instructions() if k == "COPY" for src in a.split()[:-1]}
     assert sources and sources <= allowed
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from gptoss_cli.cli._errors import boundary
 from gptoss_cli.cli._options import DestOpt, output_for, settings_for
@@ -27,7 +28,7 @@ def doctor(ctx: typer.Context, dest: DestOpt = None) -> None:
     def human(console: Console) -> None:
         table = out.table("check", "status", "detail", title="gptoss doctor")
         for c in report.checks:
-            table.add_row(c.name, f"[{_STYLE[c.status]}]{c.status}[/]", c.detail)
+            table.add_row(escape(c.name), f"[{_STYLE[c.status]}]{c.status}[/]", escape(c.detail))
         console.print(table)
         if report.ok:
             console.print("all required pieces present")  # else the error line says what is missing

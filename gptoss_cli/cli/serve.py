@@ -14,6 +14,7 @@ from gptoss_cli.cli._output import Output
 from gptoss_cli.cli._progress import byte_progress
 from gptoss_cli.config import Settings
 from gptoss_cli.errors import CheckFailed, CouldNotRun, GptossError, UsageError
+from gptoss_cli.extras import require, serve_modules
 
 ModelDirArg = Annotated[
     Optional[Path],
@@ -148,6 +149,8 @@ def _start(settings: Settings, model_dir: Optional[Path], *, demo: bool, skip_ve
         raise UsageError("give either MODEL_DIR or --demo, not both")
     if demo and kind != "transformers":
         raise UsageError("--demo runs the built-in model in process; it cannot be combined with --engine " + kind)
+    what = "--demo" if demo else ("" if kind == "transformers" else f"--engine {kind}")
+    require("serve", serve_modules(kind), purpose=f"gptoss serve {what}".strip())  # before any work or output
     if kind == "upstream" and model_dir is not None:
         raise UsageError("--engine upstream serves the upstream's model: drop MODEL_DIR")
     folder = _model_folder(model_dir, settings) if not demo and kind != "upstream" else None
