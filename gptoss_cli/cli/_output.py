@@ -8,11 +8,12 @@ import enum
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any, Callable
 
 from gptoss_cli.config import Secret, no_color
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def to_jsonable(value: Any) -> Any:
@@ -41,9 +42,24 @@ class Output:
 
     def __init__(self, json_mode: bool = False) -> None:
         self.json_mode = json_mode
-        plain = no_color()
-        self.out = Console(file=sys.stdout, no_color=plain, highlight=False, soft_wrap=True)
-        self.err = Console(file=sys.stderr, no_color=plain, highlight=False, soft_wrap=True)
+        self._consoles: dict[str, Console] = {}
+
+    @property
+    def out(self) -> Console:
+        return self._console("out")
+
+    @property
+    def err(self) -> Console:
+        return self._console("err")
+
+    def _console(self, which: str) -> Console:
+        """Made on first use: rich costs ~30 ms of start-up, and --help or --json output never needs it."""
+        if which not in self._consoles:
+            from rich.console import Console
+
+            stream = sys.stdout if which == "out" else sys.stderr
+            self._consoles[which] = Console(file=stream, no_color=no_color(), highlight=False, soft_wrap=True)
+        return self._consoles[which]
 
     def result(self, data: Any, human: Callable[[Console], None] | None = None) -> None:
         """Emit the command's result: exactly one JSON document with --json, else the human rendering."""

@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Callable, Iterator, Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from gptoss_cli.cli._errors import boundary
 from gptoss_cli.cli._options import JsonOpt, output_for, settings_for
@@ -16,6 +14,8 @@ from gptoss_cli.cli._output import Output
 from gptoss_cli.errors import CheckFailed
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from gptoss_cli.verify import FileCheck
 
 _STYLE = {"ok": "green", "mismatch": "red", "missing": "red", "extra": "yellow"}
@@ -24,12 +24,14 @@ _STYLE = {"ok": "green", "mismatch": "red", "missing": "red", "extra": "yellow"}
 @contextlib.contextmanager
 def byte_progress(out: Output, description: str) -> Iterator[Callable[[int, int], None]]:
     """A rich progress bar by bytes on stderr (hidden when stderr is not a terminal or with --json)."""
+    if out.json_mode or not out.err.is_terminal:
+        yield lambda done, total: None  # nothing to draw: do not even import rich.progress
+        return
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                                TransferSpeedColumn)
 
-    enabled = out.err.is_terminal and not out.json_mode
     progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                        TimeRemainingColumn(), console=out.err, transient=True, disable=not enabled)
+                        TimeRemainingColumn(), console=out.err, transient=True)
     task = progress.add_task(description, total=None)
 
     def update(done: int, total: int) -> None:
@@ -79,6 +81,8 @@ def verify(
                              progress=progress)
 
     def human(console: Console) -> None:
+        from rich.table import Table
+
         rows = [f for f in result.files if f.status != "ok"] if len(result.files) > 40 else list(result.files)
         if rows or result.extra:
             table = Table(title=f"gptoss verify {result.model_dir}")
