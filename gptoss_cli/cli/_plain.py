@@ -12,6 +12,7 @@ they are — the typed signatures of the command functions — and nothing is pa
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -43,27 +44,37 @@ def _to_bool(value: Any, param: Any, ctx: Any) -> bool:
     raise ValueError("Input should be a valid boolean, unable to interpret input")
 
 
+_INT = re.compile(r"[+-]?[0-9]+(?:_[0-9]+)*(?:\.0*)?")  # pydantic's lax int: "1_000" and "2.0" pass, "1.5" not
+
+
 def _number(kind: type, minimum: Any, maximum: Any, clamp: bool) -> Convert:
     what = "a valid integer, unable to parse string as an integer" if kind is int else \
         "a valid number, unable to parse string as a number"
 
-    def convert(value: Any, param: Any, ctx: Any) -> Any:
+    def parse(value: Any) -> Any:
         if isinstance(value, kind) and not isinstance(value, bool):
-            number = value
-        else:
-            try:
-                number = kind(str(value).strip())
-            except ValueError:
-                raise ValueError(f"Input should be {what}") from None
+            return value
+        text = str(value).strip()
+        try:
+            if kind is int:
+                if not _INT.fullmatch(text):
+                    raise ValueError(text)
+                return int(text.split(".")[0])
+            return float(text)
+        except ValueError:
+            raise ValueError(f"Input should be {what}") from None
+
+    def convert(value: Any, param: Any, ctx: Any) -> Any:
+        number = parse(value)
         if clamp:
             if minimum is not None and number < minimum:
                 return kind(minimum)
             if maximum is not None and number > maximum:
                 return kind(maximum)
             return number
-        if minimum is not None and number < minimum:
+        if minimum is not None and not number >= minimum:  # "not >=": NaN is out of every range
             raise ValueError(f"Input should be greater than or equal to {minimum}")
-        if maximum is not None and number > maximum:
+        if maximum is not None and not number <= maximum:
             raise ValueError(f"Input should be less than or equal to {maximum}")
         return number
 

@@ -18,7 +18,7 @@ import logging
 import time
 from typing import Any, Sequence
 
-from gptoss_cli.serve.accesslog import AccessLogMiddleware, configure_access_logger
+from gptoss_cli.serve.accesslog import LOG_FORMATS, AccessLogMiddleware, configure_access_logger
 from gptoss_cli.serve.cache import open_cache
 from gptoss_cli.serve.pipeline import GenerationPipeline
 from gptoss_cli.serve.scheduler import Scheduler
@@ -106,7 +106,7 @@ def install(app: Any, *, emit_access_log: Any = None) -> Any:
 def _check(settings: Any) -> None:
     from gptoss_cli.errors import ConfigError
 
-    if settings.log_format not in ("text", "json"):
+    if settings.log_format not in LOG_FORMATS:
         raise ConfigError(f"--log-format must be text or json, got {settings.log_format!r}")
     if settings.max_concurrency < 1:
         raise ConfigError(f"--max-concurrency must be at least 1, got {settings.max_concurrency}")

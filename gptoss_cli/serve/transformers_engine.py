@@ -34,6 +34,8 @@ log = logging.getLogger("gptoss.serve")
 HARMONY_STOP_TEXTS = ("<|return|>", "<|call|>")
 SMALL_MODEL_PARAMS = 50_000_000
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+DEVICES = ("auto", "cpu", "cuda")  # --device; "cuda:N" names one GPU
+DTYPES = ("auto", "bfloat16", "float16", "float32")  # --dtype
 _DONE = object()
 
 
@@ -101,7 +103,7 @@ def resolve_device(device: str) -> str:
 def resolve_dtype(dtype: str, device: str) -> str:
     if dtype == "auto":
         return "bfloat16" if device.startswith("cuda") else "float32"
-    if dtype in ("bfloat16", "float32", "float16"):
+    if dtype in DTYPES:
         return dtype
     raise UsageError(f"unknown dtype {dtype!r}: use auto, bfloat16, float16 or float32")
 
@@ -380,4 +382,4 @@ class TransformersEngine:
         return token
 
 
-__all__ = ["HFTokenizer", "TransformersEngine", "check_weights", "native_mxfp4_available"]
+__all__ = ["DEVICES", "DTYPES", "HFTokenizer", "TransformersEngine", "check_weights", "native_mxfp4_available"]
