@@ -4,9 +4,10 @@ Typer (>= 0.2x) builds a pydantic ``TypeAdapter`` for every non-flag parameter t
 importing pydantic is most of a short command's start-up (~0.1 s of ``gptoss verify``). The parameters gptoss
 declares are plain: ``str``, ``int``/``float`` (with ``min``/``max``), ``bool``, ``Path``, ``Literal``/``Enum``
 choices, and lists of those. For exactly these, the ``PlainCommand`` / ``PlainGroup`` classes give each parameter
-a converter that needs no pydantic and answers with the same values and messages (``tests/test_cli_startup.py`` compares the two
-on every parameter of the real app). Anything else keeps Typer's own converter. The option definitions stay where
-they are — the typed signatures of the command functions — and nothing is parsed by hand.
+a converter that needs no pydantic and answers with the same values and messages (``tests/test_cli_startup.py``
+compares the two on every parameter of the real app). Anything else keeps Typer's own converter. The option
+definitions stay where they are — the typed signatures of the command functions — and nothing is parsed by hand.
+This leans on Typer's ``_TyperParameter._runtime_param`` hook; with a Typer without it, nothing changes here.
 """
 
 from __future__ import annotations

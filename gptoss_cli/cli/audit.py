@@ -34,7 +34,8 @@ OsvDbOpt = Annotated[Optional[Path], typer.Option(
 IgnoreOpt = Annotated[Optional[List[str]], typer.Option(
     "--ignore-vuln", help="Ignore this vulnerability id or alias (repeatable); ignored ones are still listed.")]
 FailOnOpt = Annotated[Optional[str], typer.Option(
-    "--fail-on", autocompletion=offer("gptoss_cli.audit.model:FAIL_ON_CHOICES"), help="any: exit 1 on any vulnerability; fixable: only when a fixed version exists. (default: any)",
+    "--fail-on", autocompletion=offer("gptoss_cli.audit.model:FAIL_ON_CHOICES"),
+    help="any: exit 1 on any vulnerability; fixable: only when a fixed version exists. (default: any)",
     show_default=False)]
 FormatOpt = Annotated[str, typer.Option("--format", "-f", autocompletion=offer("gptoss_cli.audit.formats:FORMATS"),
                                         help="Report format: table, json, cyclonedx or sarif.")]
