@@ -53,28 +53,52 @@ def _complete(env: dict[str, str]) -> list[str]:
     return out.stdout.split()
 
 
-def _bash(line: str) -> list[str]:
-    words = line.split(" ")
-    return _complete({"_GPTOSS_COMPLETE": "complete_bash", "COMP_WORDS": line, "COMP_CWORD": str(len(words) - 1)})
+_BATCH = """
+import contextlib, io, json, os, sys
+from gptoss_cli.cli import main
+answers = []
+for line in json.loads(sys.argv[1]):
+    os.environ.update(_GPTOSS_COMPLETE="complete_bash", COMP_WORDS=line, COMP_CWORD=str(len(line.split(" ")) - 1))
+    sys.argv, buf = ["gptoss"], io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        try:
+            main()
+        except SystemExit:
+            pass
+    answers.append(buf.getvalue().split())
+print(json.dumps(answers))
+"""
 
 
-@pytest.mark.parametrize(("line", "values"), [
-    ("gptoss serve --engine ", ["transformers", "vllm", "upstream"]),
-    ("gptoss serve --engine v", ["vllm"]),
-    ("gptoss serve --dtype ", ["auto", "bfloat16", "float16", "float32"]),
-    ("gptoss serve --device ", ["auto", "cpu", "cuda"]),
-    ("gptoss serve --reasoning-effort ", ["low", "medium", "high"]),
-    ("gptoss serve --log-format ", ["text", "json"]),
-    ("gptoss serve --distributed-executor-backend ", ["mp", "ray", "uni", "external_launcher"]),
-    ("gptoss fetch --source ", ["hf", "modelscope"]),
-    ("gptoss audit --format ", ["table", "json", "cyclonedx", "sarif"]),
-    ("gptoss audit -f c", ["cyclonedx"]),
-    ("gptoss audit --service ", ["osv", "pypi"]),
-    ("gptoss audit --fail-on ", ["any", "fixable"]),
-    ("gptoss --show-completion ", ["bash", "zsh", "fish", "powershell", "pwsh"]),
-])
-def test_bash_completion_offers_option_values(line, values):
-    assert _bash(line) == values
+def _bash(*lines: str) -> list[list[str]]:
+    """What bash completion answers for each command line (the real entry point, one process for all lines)."""
+    import json
+
+    out = subprocess.run([sys.executable, "-c", _BATCH, json.dumps(lines)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+VALUES = {
+    "gptoss serve --engine ": ["transformers", "vllm", "upstream"],
+    "gptoss serve --engine v": ["vllm"],
+    "gptoss serve --dtype ": ["auto", "bfloat16", "float16", "float32"],
+    "gptoss serve --device ": ["auto", "cpu", "cuda"],
+    "gptoss serve --reasoning-effort ": ["low", "medium", "high"],
+    "gptoss serve --log-format ": ["text", "json"],
+    "gptoss serve --distributed-executor-backend ": ["mp", "ray", "uni", "external_launcher"],
+    "gptoss fetch --source ": ["hf", "modelscope"],
+    "gptoss audit --format ": ["table", "json", "cyclonedx", "sarif"],
+    "gptoss audit -f c": ["cyclonedx"],
+    "gptoss audit --service ": ["osv", "pypi"],
+    "gptoss audit --fail-on ": ["any", "fixable"],
+    "gptoss --show-completion ": ["bash", "zsh", "fish", "powershell", "pwsh"],
+}
+
+
+def test_bash_completion_offers_option_values():
+    assert dict(zip(VALUES, _bash(*VALUES))) == VALUES
 
 
 def test_offered_values_are_the_ones_the_commands_accept():
@@ -84,12 +108,11 @@ def test_offered_values_are_the_ones_the_commands_accept():
     from gptoss_cli.serve.transformers_engine import resolve_dtype
     from gptoss_cli.serve.vllm import DTYPES as VLLM_DTYPES
 
-    assert _bash("gptoss serve --engine ") == list(ENGINES)
-    assert _bash("gptoss serve --reasoning-effort ") == list(EFFORTS)
-    assert _bash("gptoss audit --format ") == list(FORMATS)
-    assert _bash("gptoss audit --service ") == list(SERVICE_CHOICES)
-    assert _bash("gptoss audit --fail-on ") == list(FAIL_ON_CHOICES)
-    dtypes = _bash("gptoss serve --dtype ")
+    engines, efforts, formats, services, fail_on, dtypes = _bash(
+        "gptoss serve --engine ", "gptoss serve --reasoning-effort ", "gptoss audit --format ",
+        "gptoss audit --service ", "gptoss audit --fail-on ", "gptoss serve --dtype ")
+    assert (engines, efforts, formats) == (list(ENGINES), list(EFFORTS), list(FORMATS))
+    assert (services, fail_on) == (list(SERVICE_CHOICES), list(FAIL_ON_CHOICES))
     assert set(dtypes) == set(VLLM_DTYPES) and all(resolve_dtype(d, "cpu") for d in dtypes)
 
 
