@@ -24,10 +24,14 @@ from typing import Any, Iterable, Mapping
 
 from gptoss_cli.errors import ConfigError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+
+def _toml() -> Any:
+    """The TOML parser, imported only when a config file is read (start-up of every command pays otherwise)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
+    return tomllib
 
 
 class Secret:
@@ -283,6 +287,7 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, 
 
 def read_config_file(path: Path) -> dict[str, Any]:
     """Parse one TOML config file into ``{dotted key: raw value}``; a malformed file is a one-line ConfigError."""
+    tomllib = _toml()
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:

@@ -1,7 +1,8 @@
 """The ``gptoss`` command line: a thin Typer layer over the core library.
 
-This module only wires commands together; each command lives in its own module and every command body runs inside
-the one error boundary (``_errors.boundary``). Nothing heavy is imported here: ``gptoss --help`` must stay fast.
+This module only wires commands together; each command lives in its own module (listed in ``COMMANDS``, imported
+when used, see ``_lazy``) and every command body runs inside the one error boundary (``_errors.boundary``). Nothing
+heavy is imported here: ``gptoss --help`` must stay fast, and ``gptoss verify`` imports only what verify needs.
 """
 
 from __future__ import annotations
@@ -14,23 +15,39 @@ from typing import Annotated, Optional
 import typer
 
 from gptoss_cli import __version__
-from gptoss_cli.cli import config_cmd, doctor
-from gptoss_cli.cli import fetch
-from gptoss_cli.cli import verify
-from gptoss_cli.cli import audit
-from gptoss_cli.cli import dify
-from gptoss_cli.cli import serve
+from gptoss_cli.cli._complete import InstallCompletionOpt, ShowCompletionOpt
 from gptoss_cli.cli._errors import report
+from gptoss_cli.cli._lazy import LazyGroup
 from gptoss_cli.cli._options import GptossGroup, state
+
+# Every command, in the order --help lists them: name -> "module:function" (or "module:typer_app" for a group).
+# A command's module is imported only when that command runs, completes or shows its help.
+COMMANDS: dict[str, str] = {
+    "doctor": "gptoss_cli.cli.doctor:doctor",
+    "fetch": "gptoss_cli.cli.fetch:fetch",
+    "verify": "gptoss_cli.cli.verify:verify",
+    "serve": "gptoss_cli.cli.serve:serve",
+    "audit": "gptoss_cli.cli.audit:audit",
+    "dify-register": "gptoss_cli.cli.dify:dify_register",
+    "config": "gptoss_cli.cli.config_cmd:app",
+}
+
+
+class _Commands(GptossGroup, LazyGroup):
+    """-q/-v/--json/--no-truncate on every command and one-line usage errors (GptossGroup), over commands that are
+    imported and built only when used (LazyGroup)."""
+
+    lazy_commands = COMMANDS
+
 
 app = typer.Typer(
     name="gptoss",
+    cls=_Commands,
     help="Private gpt-oss for Dify: fetch, verify, audit, serve and register — offline once the weights are in.",
     no_args_is_help=True,
-    cls=GptossGroup,  # -q/-v/--json/--no-truncate on every command; one-line usage errors
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: rich help panels import markdown-it and double start-up time
-    add_completion=True,
+    add_completion=False,  # ours below: --show-completion takes the shell by name
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -55,20 +72,11 @@ def _root(
         bool,
         typer.Option("--version", "-V", callback=_version_callback, is_eager=True, help="Show the version and exit."),
     ] = False,
+    install_completion: InstallCompletionOpt = False,
+    show_completion: ShowCompletionOpt = None,
 ) -> None:
     """Private gpt-oss for Dify: fetch, verify, audit, serve and register — offline once the weights are in."""
     state(ctx).config_file = config  # --json, -q, -v, --no-truncate: recorded by GptossGroup's options
-
-
-app.command("doctor")(doctor.doctor)
-app.command("fetch")(fetch.fetch)
-app.command("verify")(verify.verify)
-app.command("serve")(serve.serve)
-app.command("audit")(audit.audit)
-app.command("dify-register")(dify.dify_register)
-config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True, rich_markup_mode=None)
-config_app.command("show")(config_cmd.show)
-app.add_typer(config_app, name="config")
 
 
 def main() -> None:
@@ -79,4 +87,4 @@ def main() -> None:
         sys.exit(report(exc))
 
 
-__all__ = ["app", "main"]
+__all__ = ["COMMANDS", "app", "main"]

@@ -20,11 +20,12 @@ import enum
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from gptoss_cli.config import Secret, no_color
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 QUIET, NORMAL, VERBOSE = "quiet", "normal", "verbose"
 WIDE = 100_000  # the console width when nothing may be truncated: tables take their natural width
@@ -87,15 +88,10 @@ class Output:
         self.json_mode = json_mode
         self.level = level
         self.command = command
-        plain = no_color()
-        self.out = Console(file=sys.stdout, no_color=plain, highlight=False, soft_wrap=True)
-        self.err = Console(file=sys.stderr, no_color=plain, highlight=False, soft_wrap=True)
         self.fold = no_truncate  # on a terminal: fold long cells instead of eliding them
-        self.truncate = not no_truncate and self.out.is_terminal
-        if not self.out.is_terminal:
-            self.out.width = WIDE
         self.pending: Any = None  # the result, written inside the envelope when the command ends (--json)
         self.streamed = False  # serve --json writes one JSON line per event instead of one document
+        self._consoles: dict[str, Console] = {}
 
     @property
     def quiet(self) -> bool:
@@ -104,6 +100,31 @@ class Output:
     @property
     def verbose(self) -> bool:
         return self.level == VERBOSE
+
+    @property
+    def truncate(self) -> bool:
+        """Elide long cells: only on a terminal, and not with --no-truncate."""
+        return not self.fold and self.out.is_terminal
+
+    @property
+    def out(self) -> Console:
+        return self._console("out")
+
+    @property
+    def err(self) -> Console:
+        return self._console("err")
+
+    def _console(self, which: str) -> Console:
+        """Made on first use: rich costs ~30 ms of start-up, and --help or --json output never needs it."""
+        if which not in self._consoles:
+            from rich.console import Console
+
+            stream = sys.stdout if which == "out" else sys.stderr
+            console = Console(file=stream, no_color=no_color(), highlight=False, soft_wrap=True)
+            if which == "out" and not console.is_terminal:
+                console.width = WIDE  # piped: tables keep whole ids, paths and hashes
+            self._consoles[which] = console
+        return self._consoles[which]
 
     def result(self, data: Any, human: Callable[[Console], None] | None = None) -> None:
         """The command's result: kept for the --json envelope (written by the boundary), else rendered now."""

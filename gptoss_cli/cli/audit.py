@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from gptoss_cli.cli._complete import offer
 from gptoss_cli.cli._errors import boundary
 from gptoss_cli.cli._options import DestOpt, output_for, settings_for
 from gptoss_cli.cli._output import Output
@@ -27,16 +28,19 @@ ReqOpt = Annotated[Optional[List[Path]], typer.Option(
     "--requirement", "-r", help="Audit this requirements file or pyproject.toml too (repeatable).")]
 EnvOpt = Annotated[bool, typer.Option("--env", help="Also audit the Python environment gptoss runs in.")]
 ServiceOpt = Annotated[Optional[str], typer.Option(
-    "--service", help="Vulnerability service: osv or pypi. (default: osv)", show_default=False)]
+    "--service", autocompletion=offer("gptoss_cli.audit.model:SERVICE_CHOICES"),
+    help="Vulnerability service: osv or pypi. (default: osv)", show_default=False)]
 OsvUrlOpt = Annotated[Optional[str], typer.Option("--osv-url", help="OSV-compatible query URL (…/v1/query).")]
 OsvDbOpt = Annotated[Optional[Path], typer.Option(
     "--osv-db", help="Air-gapped: a local OSV export (PyPI all.zip, a folder of OSV JSON, or one JSON file).")]
 IgnoreOpt = Annotated[Optional[List[str]], typer.Option(
     "--ignore-vuln", help="Ignore this vulnerability id or alias (repeatable); ignored ones are still listed.")]
 FailOnOpt = Annotated[Optional[str], typer.Option(
-    "--fail-on", help="any: exit 1 on any vulnerability; fixable: only when a fixed version exists. (default: any)",
+    "--fail-on", autocompletion=offer("gptoss_cli.audit.model:FAIL_ON_CHOICES"),
+    help="any: exit 1 on any vulnerability; fixable: only when a fixed version exists. (default: any)",
     show_default=False)]
-FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Report format: table, json, cyclonedx or sarif.")]
+FormatOpt = Annotated[str, typer.Option("--format", "-f", autocompletion=offer("gptoss_cli.audit.formats:FORMATS"),
+                                        help="Report format: table, json, cyclonedx or sarif.")]
 OutputOpt = Annotated[Optional[Path], typer.Option(
     "--output", "-o", help="Write the report (in --format) to this file, atomically.")]
 ResolveOpt = Annotated[Optional[bool], typer.Option(

@@ -7,9 +7,14 @@ from rich.console import Console
 
 from gptoss_cli.cli._errors import boundary
 from gptoss_cli.cli._options import output_for, settings_for
+from gptoss_cli.cli._plain import PlainCommand, PlainGroup
 from gptoss_cli.config import FIELDS, mask
 
+app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True, rich_markup_mode=None,
+                  cls=PlainGroup)
 
+
+@app.command("show", cls=PlainCommand)
 @boundary
 def show(ctx: typer.Context) -> None:
     """Show every effective setting, where it came from (flag, env, file, default); secrets masked."""

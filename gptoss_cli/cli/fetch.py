@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Iterator, Optional
 import typer
 from rich.console import Console
 
+from gptoss_cli.cli._complete import offer
 from gptoss_cli.cli._errors import boundary
 from gptoss_cli.cli._options import DestOpt, output_for, settings_for
 from gptoss_cli.cli._output import Output
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from gptoss_cli.fetch import FetchOptions, FetchResult, Hooks
 
 _Opt = typer.Option
+SOURCES = ("hf", "modelscope")  # --source (fetch.source)
 
 
 @contextlib.contextmanager
@@ -47,7 +49,7 @@ def build_options(settings: Settings, *, no_code: bool, no_weights: bool, dry_ru
     from gptoss_cli.lockfile import read_lock
 
     source = settings["fetch.source"]
-    if source not in ("hf", "modelscope"):
+    if source not in SOURCES:
         raise UsageError(f"--source must be hf or modelscope, not {source!r}")
     given = {k: settings.source(k) != "default" for k in ("fetch.model", "fetch.revision", "fetch.repo_url",
                                                          "fetch.ref", "fetch.endpoint")}
@@ -115,7 +117,8 @@ def fetch(
                                             "master with --source modelscope).")] = None,
     endpoint: Annotated[Optional[str], _Opt("--endpoint", help="HF-compatible endpoint or mirror (HF_ENDPOINT), "
                                             "or the ModelScope endpoint with --source modelscope.")] = None,
-    source: Annotated[Optional[str], _Opt("--source", help="Weights from hf (Hub or mirror) or modelscope.")] = None,
+    source: Annotated[Optional[str], _Opt("--source", autocompletion=offer(SOURCES),
+                                          help="Weights from hf (Hub or mirror) or modelscope.")] = None,
     include: Annotated[Optional[list[str]], _Opt("--include", help="Glob of files to fetch (repeatable). "
                                                  "(default: top-level *.json, *.safetensors, tokenizer*, "
                                                  "chat_template.jinja).")] = None,

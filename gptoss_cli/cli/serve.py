@@ -8,6 +8,7 @@ from typing import Annotated, Any, Iterator, Optional
 
 import typer
 
+from gptoss_cli.cli._complete import offer
 from gptoss_cli.cli._errors import boundary, error_info, exit_code_for
 from gptoss_cli.cli._options import output_for, settings_for, state
 from gptoss_cli.cli._output import Output
@@ -39,13 +40,18 @@ def serve(
         Optional[str],
         typer.Option(help="Require this Bearer key on /v1/* (prefer the GPTOSS_API_KEY variable).", show_default=False),
     ] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda. (default: auto)")] = None,
-    dtype: Annotated[Optional[str], typer.Option(help="auto, bfloat16 or float32. (default: auto)")] = None,
+    device: Annotated[Optional[str], typer.Option(
+        autocompletion=offer("gptoss_cli.serve.transformers_engine:DEVICES"),
+        help="auto, cpu, cuda or cuda:N. (default: auto)")] = None,
+    dtype: Annotated[Optional[str], typer.Option(
+        autocompletion=offer("gptoss_cli.serve.options:DTYPES"),
+        help="auto, bfloat16, float16 or float32. (default: auto)")] = None,
     max_model_len: Annotated[
         Optional[int], typer.Option(help="Context length limit in tokens. (default: the model's)", min=2)
     ] = None,
     reasoning_effort: Annotated[
-        Optional[str], typer.Option(help="Default reasoning effort: low, medium or high. (default: medium)")
+        Optional[str], typer.Option(autocompletion=offer("gptoss_cli.serve.options:EFFORTS"),
+                                    help="Default reasoning effort: low, medium or high. (default: medium)")
     ] = None,
     current_date: Annotated[
         Optional[str],
@@ -78,12 +84,15 @@ def serve(
     cache: Annotated[
         Optional[bool], typer.Option("--cache/--no-cache", help="Cache deterministic responses. (default: on)")
     ] = None,
-    log_format: Annotated[Optional[str], typer.Option(help="Access log format: text or json. (default: text)")] = None,
+    log_format: Annotated[Optional[str], typer.Option(
+        autocompletion=offer("gptoss_cli.serve.options:LOG_FORMATS"),
+        help="Access log format: text or json. (default: text)")] = None,
     log_prompts: Annotated[
         Optional[bool], typer.Option("--log-prompts", help="Put prompt and completion text in the access log.")
     ] = None,
     engine_kind: Annotated[
-        Optional[str], typer.Option("--engine", help="transformers (in process), vllm (supervised child) or "
+        Optional[str], typer.Option("--engine", autocompletion=offer("gptoss_cli.serve.backends:ENGINES"),
+                                    help="transformers (in process), vllm (supervised child) or "
                                     "upstream (a server you run). (default: transformers)")
     ] = None,
     upstream_url: Annotated[
@@ -102,7 +111,8 @@ def serve(
         Optional[int], typer.Option(min=1, help="--engine vllm: pipeline stages, e.g. one per node. (default: 1)")
     ] = None,
     distributed_executor_backend: Annotated[
-        Optional[str], typer.Option(help="--engine vllm: mp, ray, uni or external_launcher. (default: vLLM's)")
+        Optional[str], typer.Option(autocompletion=offer("gptoss_cli.serve.vllm:EXECUTOR_BACKENDS"),
+                                    help="--engine vllm: mp, ray, uni or external_launcher. (default: vLLM's)")
     ] = None,
     vllm_arg: Annotated[
         Optional[list[str]], typer.Option("--vllm-arg", help="--engine vllm: extra `vllm serve` argument "

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.console import Console
 
 from gptoss_cli.cli._errors import boundary
 from gptoss_cli.cli._options import output_for, settings_for
@@ -15,6 +14,8 @@ from gptoss_cli.cli._progress import byte_progress, human_size
 from gptoss_cli.errors import CheckFailed
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from gptoss_cli.verify import FileCheck
 
 _STYLE = {"ok": "green", "mismatch": "red", "missing": "red", "extra": "yellow"}
@@ -51,6 +52,8 @@ def verify(
                              progress=progress)
 
     def human(console: Console) -> None:
+        from rich.table import Table
+
         rows = [f for f in result.files if f.status != "ok"] if len(result.files) > 40 else list(result.files)
         if rows or result.extra:
             table = out.table("file", "status", "detail", title=f"gptoss verify {result.model_dir}")

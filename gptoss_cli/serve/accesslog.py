@@ -35,6 +35,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+from gptoss_cli.serve.options import LOG_FORMATS  # noqa: E402 - --log-format values, one list
 CLIENT_CLOSED = 499
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -138,7 +139,7 @@ class AccessLogMiddleware:
         decode: Callable[[Sequence[int]], str] | None = None,
         emit: Callable[[str], None] | None = None,
     ) -> None:
-        if fmt not in ("text", "json"):
+        if fmt not in LOG_FORMATS:
             raise ValueError("log format must be text or json")
         self.app = app
         self.fmt = fmt
@@ -233,6 +234,7 @@ class AccessLogMiddleware:
 
 __all__ = [
     "ACCESS_LOGGER",
+    "LOG_FORMATS",
     "AccessLogMiddleware",
     "RequestRecord",
     "configure_access_logger",

@@ -18,7 +18,7 @@ import logging
 import time
 from typing import Any, Sequence
 
-from gptoss_cli.serve.accesslog import AccessLogMiddleware, configure_access_logger
+from gptoss_cli.serve.accesslog import LOG_FORMATS, AccessLogMiddleware, configure_access_logger
 from gptoss_cli.serve.cache import open_cache
 from gptoss_cli.serve.pipeline import GenerationPipeline
 from gptoss_cli.serve.scheduler import Scheduler

@@ -34,6 +34,8 @@ log = logging.getLogger("gptoss.serve")
 SMALL_MODEL_PARAMS = 50_000_000
 _GIL_FREE_CHARS = 32 * 1024  # longer texts are tokenised without holding the GIL (other threads keep running)
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+DEVICES = ("auto", "cpu", "cuda")  # --device; "cuda:N" names one GPU
+from gptoss_cli.serve.options import DTYPES  # noqa: E402 - --dtype: one list for the check and completion
 _DONE = object()
 
 
@@ -101,7 +103,7 @@ def resolve_device(device: str) -> str:
 def resolve_dtype(dtype: str, device: str) -> str:
     if dtype == "auto":
         return "bfloat16" if device.startswith("cuda") else "float32"
-    if dtype in ("bfloat16", "float32", "float16"):
+    if dtype in DTYPES:
         return dtype
     raise UsageError(f"unknown dtype {dtype!r}: use auto, bfloat16, float16 or float32")
 
@@ -362,4 +364,4 @@ class TransformersEngine:
         return token
 
 
-__all__ = ["HFTokenizer", "TransformersEngine", "check_weights", "native_mxfp4_available"]
+__all__ = ["DEVICES", "DTYPES", "HFTokenizer", "TransformersEngine", "check_weights", "native_mxfp4_available"]

@@ -35,7 +35,7 @@ from gptoss_cli.serve.supervisor import ChildFailed, ChildSupervisor
 from gptoss_cli.serve.upstream import UpstreamBackend, UpstreamConfig
 
 EXECUTOR_BACKENDS = ("mp", "ray", "uni", "external_launcher")
-DTYPES = ("auto", "bfloat16", "float16", "float32")
+from gptoss_cli.serve.options import DTYPES  # noqa: E402 - one list of --dtype values
 REASONING_PARSER = "openai_gptoss"
 TOOL_CALL_PARSER = "openai"
 OFFLINE_ENV = {
