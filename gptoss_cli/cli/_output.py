@@ -107,12 +107,30 @@ class Output:
         return not self.fold and self.out.is_terminal
 
     @property
+    def err_is_terminal(self) -> bool:
+        """Whether stderr is a terminal, without making the rich console when it does not exist yet."""
+        if "err" in self._consoles:
+            return self._consoles["err"].is_terminal
+        try:
+            return sys.stderr.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    @property
     def out(self) -> Console:
         return self._console("out")
+
+    @out.setter
+    def out(self, console: Console) -> None:
+        self._consoles["out"] = console
 
     @property
     def err(self) -> Console:
         return self._console("err")
+
+    @err.setter
+    def err(self, console: Console) -> None:
+        self._consoles["err"] = console
 
     def _console(self, which: str) -> Console:
         """Made on first use: rich costs ~30 ms of start-up, and --help or --json output never needs it."""

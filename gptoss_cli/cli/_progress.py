@@ -44,9 +44,9 @@ def human_duration(seconds: float) -> str:
 def progress_mode(out: Output) -> str:
     if out.quiet:
         return "off"
-    if out.err.is_terminal and not out.json_mode and not progress_bars_disabled():
-        return "bar"
-    return "lines"
+    if out.json_mode or progress_bars_disabled() or not out.err_is_terminal:
+        return "lines"  # checked in this order: --json and piped runs never import rich for a bar
+    return "bar"
 
 
 class PlainProgress:

@@ -29,13 +29,13 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, MutableMapping, Sequence
 
 from gptoss_cli.serve.logfmt import ACCESS_LOGGER, timestamp
+from gptoss_cli.serve.options import LOG_FORMATS
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-from gptoss_cli.serve.options import LOG_FORMATS  # noqa: E402 - --log-format values, one list
 CLIENT_CLOSED = 499
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 

@@ -18,7 +18,7 @@ from gptoss_cli.errors import UsageError
 
 EFFORTS = ("low", "medium", "high")
 LOG_FORMATS = ("text", "json")
-DTYPES = ("auto", "bfloat16", "float32", "float16")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
 MIN_KV_CACHE = 1024**2
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?$")

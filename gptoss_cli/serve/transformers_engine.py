@@ -28,6 +28,7 @@ from typing import Any, AsyncIterator, Callable, Sequence
 from gptoss_cli.errors import CouldNotRun, UsageError
 from gptoss_cli.serve.engine import STOP_TOKEN_TEXTS, SamplingParams
 from gptoss_cli.serve.memory import PREFILL_CHUNK, check_memory, estimate_memory, gib, read_config
+from gptoss_cli.serve.options import DTYPES
 
 log = logging.getLogger("gptoss.serve")
 
@@ -35,7 +36,6 @@ SMALL_MODEL_PARAMS = 50_000_000
 _GIL_FREE_CHARS = 32 * 1024  # longer texts are tokenised without holding the GIL (other threads keep running)
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 DEVICES = ("auto", "cpu", "cuda")  # --device; "cuda:N" names one GPU
-from gptoss_cli.serve.options import DTYPES  # noqa: E402 - --dtype: one list for the check and completion
 _DONE = object()
 
 

@@ -33,9 +33,9 @@ from gptoss_cli.config import FIELDS, Secret
 from gptoss_cli.errors import CouldNotRun, UsageError
 from gptoss_cli.serve.supervisor import ChildFailed, ChildSupervisor
 from gptoss_cli.serve.upstream import UpstreamBackend, UpstreamConfig
+from gptoss_cli.serve.options import DTYPES
 
 EXECUTOR_BACKENDS = ("mp", "ray", "uni", "external_launcher")
-from gptoss_cli.serve.options import DTYPES  # noqa: E402 - one list of --dtype values
 REASONING_PARSER = "openai_gptoss"
 TOOL_CALL_PARSER = "openai"
 OFFLINE_ENV = {
