@@ -23,49 +23,12 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from gptoss_cli.errors import ConfigError
+from gptoss_cli.redact import Secret, mask
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
-
-
-class Secret:
-    """A secret value (token, password, API key) that never shows itself in str(), repr() or f-strings."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The real value; call this only where the secret is sent to the service it belongs to."""
-        return self._value
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __str__(self) -> str:
-        return "********" if self._value else ""
-
-    def __repr__(self) -> str:
-        return "Secret('********')"
-
-    def __format__(self, spec: str) -> str:
-        return format(str(self), spec)
-
-
-def mask(value: Any) -> Any:
-    """Render a value for output: secrets become ``********``; everything else is returned unchanged."""
-    if isinstance(value, Secret):
-        return str(value)
-    return value
 
 
 @dataclass(frozen=True)

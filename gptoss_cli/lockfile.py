@@ -29,10 +29,10 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
-from urllib.parse import urlsplit, urlunsplit
 
 from gptoss_cli import __version__
 from gptoss_cli.errors import CouldNotRun
+from gptoss_cli.redact import public_url, redact_url, scrub_userinfo
 
 SCHEMA_VERSION = 1
 LOCK_NAME = "gptoss.lock.json"
@@ -109,42 +109,6 @@ class Lock:
 
 def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def public_url(url: str) -> str:
-    """``url`` without user:password, query or fragment, so it can be shown, logged and stored in the lock."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    if not parts.scheme or not parts.netloc:
-        return url  # scp-like git address (git@host:org/repo) or a plain path: nothing secret in it
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") or "", "", ""))
-
-
-def scrub_userinfo(text: str) -> str:
-    """``text`` with the ``user:password@`` part of every URL in it replaced by ``***@`` (for error messages)."""
-    return re.sub(r"([A-Za-z][\w+.-]*://)[^/@\s]+@", r"\1***@", text)
-
-
-def redact_url(text: str, url: str | None) -> str:
-    """``text`` (e.g. a subprocess's error) without the secret parts of ``url``: user info, password, query."""
-    text = scrub_userinfo(text)
-    if not url:
-        return text
-    try:
-        parts = urlsplit(url)
-        secrets_in_url = [parts.query, parts.fragment, parts.password or ""]
-    except ValueError:
-        return text
-    for secret in secrets_in_url:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def check_relpath(path: str) -> str | None:
