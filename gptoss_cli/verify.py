@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from gptoss_cli.dest import inside, reading
 from gptoss_cli.lockfile import LOCK_NAME, MODEL_DIRNAME, Lock, LockedFile, lock_path_for, read_lock
 
 READ_SIZE = 1024 * 1024
@@ -230,6 +231,9 @@ def verify_files(
     """Verify an already-parsed ``lock`` against ``model_dir`` (see :func:`verify_lock`)."""
     started = time.perf_counter()
     model_dir = Path(model_dir)
+    inside(model_dir.parent, model_dir)  # the one symlink rule: nothing vouched for outside DEST
+    for entry in lock.files:
+        inside(model_dir.parent, model_dir / entry.path)
     sizes = {}
     for entry in lock.files:
         try:
@@ -285,11 +289,14 @@ def verify_lock(
 
     Raises:
         LockError: (exit 3) the lock is missing, unreadable or invalid.
+        DestBusy: (exit 3) a ``gptoss fetch`` is writing the folder that holds ``model_dir``.
+        IntegrityError: (exit 3) ``model_dir`` or a listed file is a symlink leading out of that folder.
     """
     lock_file = lock_path_for(Path(lock_path_or_dest))
-    lock = read_lock(lock_file)
     root = Path(model_dir) if model_dir is not None else lock_file.parent / MODEL_DIRNAME
-    return verify_files(lock, root, lock_path=lock_file, jobs=jobs, strict=strict, progress=progress)
+    with reading(root.parent):  # shared: never beside a fetch writing this DEST
+        lock = read_lock(lock_file)
+        return verify_files(lock, root, lock_path=lock_file, jobs=jobs, strict=strict, progress=progress)
 
 
 __all__ = [
