@@ -14,10 +14,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import queue
 import shutil
 import socket
 import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -31,6 +32,7 @@ from gptoss_cli.verify import READ_SIZE, ByteCounter, Stopped, git_blob_sha1, ha
 
 WRITE_BUFFER = 1024 * 1024  # at most this much is lost (and fetched again) when the process is killed
 PARTIAL_DIRNAME = ".gptoss-partial"
+STOP_GRACE = 0.5  # seconds a cancelled run waits for workers that cannot be woken (waiting for headers)
 
 
 @dataclass(frozen=True)
@@ -119,27 +121,72 @@ class Downloader:
     # -- the pool ------------------------------------------------------------------------------------------------
 
     def run(self, files: list[PlannedFile], jobs: int) -> list[FileOutcome]:
-        """Download ``files`` with ``jobs`` threads, biggest first; the first failure stops the others."""
-        order = sorted(files, key=lambda f: (-f.size, f.path))
+        """Download ``files`` with ``jobs`` threads, biggest first; the first failure stops the others.
+
+        The workers are daemon threads, and once the run is cancelled (a failure, Ctrl-C) this waits at most
+        ``STOP_GRACE`` seconds for them: a worker still waiting for a server's headers (a mirror at 1 byte/s)
+        cannot be woken, and must not hold the process. Every byte already received stays in its part file.
+        """
+        todo: queue.SimpleQueue[PlannedFile] = queue.SimpleQueue()
+        for pf in sorted(files, key=lambda f: (-f.size, f.path)):
+            todo.put(pf)
         results: list[FileOutcome] = []
         errors: list[BaseException] = []
-        with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(order) or 1)),
-                                thread_name_prefix="gptoss-fetch") as pool:
-            futures = [pool.submit(self.one, pf) for pf in order]
+        count = max(1, min(jobs, len(files) or 1))
+        running = [count]
+        all_done = threading.Event()
+        done_lock = threading.Lock()
+
+        def worker() -> None:
             try:
-                for fut in as_completed(futures):
-                    exc = fut.exception()
-                    if exc is None:
-                        results.append(fut.result())
-                    elif not isinstance(exc, (Cancelled, Stopped)):
+                while not self.cancel.is_set():
+                    try:
+                        pf = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    try:
+                        results.append(self.one(pf))
+                    except (Cancelled, Stopped):
+                        return
+                    except BaseException as exc:  # noqa: BLE001 - handed to the caller below
                         errors.append(exc)
                         self.stop()
-            except BaseException:  # Ctrl-C: stop every worker now, even one waiting on a silent server
-                self.stop()
-                raise
+                        return
+            finally:
+                with done_lock:
+                    running[0] -= 1
+                    if running[0] == 0:
+                        all_done.set()
+
+        for i in range(count):
+            threading.Thread(target=worker, name=f"gptoss-fetch-{i}", daemon=True).start()
+        try:
+            self._wait(all_done)
+        except BaseException:  # Ctrl-C: stop every worker now, even one waiting on a silent server
+            self.stop()
+            self._wait(all_done)
+            raise
         if errors:
             raise next((e for e in errors if isinstance(e, GptossError)), errors[0])
+        if len(results) != len(files):
+            raise Cancelled()
         return sorted(results, key=lambda r: r.path)
+
+    def _wait(self, all_done: threading.Event) -> None:
+        """Until every worker is done; once the run is cancelled, until no worker is still writing a part (those
+        were woken by ``stop`` and only flush and close, bounded) and ``STOP_GRACE`` seconds have passed.
+
+        (An Event, not ``Thread.join``: a join interrupted by Ctrl-C can leave ``is_alive()`` wrongly False.)
+        """
+        soft = hard = 0.0
+        while not all_done.wait(0.05):
+            if self.cancel.is_set():
+                now = time.monotonic()
+                soft, hard = soft or now + STOP_GRACE, hard or now + 10 * STOP_GRACE
+                with self._active_lock:
+                    writing = bool(self._active)
+                if now >= hard or (now >= soft and not writing):
+                    return
 
     def stop(self) -> None:
         """Make queued files return at once and running ones stop (keeping their parts for the next run).
@@ -265,14 +312,14 @@ class Downloader:
             with open(part, mode, buffering=WRITE_BUFFER) as fh:
                 try:
                     for chunk in response.iter_raw():
-                        if self.cancel.is_set():
-                            raise Cancelled()
                         if state.offset + len(chunk) > pf.size:
                             state.overflow = True  # more bytes than listed: never a match
                             break
                         state.update(chunk)
-                        fh.write(chunk)
+                        fh.write(chunk)  # kept even when cancelled: every byte received is resumable
                         state.transferred += len(chunk)
+                        if self.cancel.is_set():
+                            raise Cancelled()
                         self.counter.add(len(chunk))
                 except httpx.TransportError as exc:
                     if self.cancel.is_set():

@@ -16,7 +16,7 @@ from typing import Callable, Optional
 
 from gptoss_cli.config import Secret
 from gptoss_cli.dest import claim, inside
-from gptoss_cli.errors import CouldNotRun, UsageError
+from gptoss_cli.errors import CouldNotRun, Interrupted, UsageError
 from gptoss_cli.fetch.download import PARTIAL_DIRNAME, Downloader, FileOutcome, PlannedFile, part_name
 from gptoss_cli.fetch.git import CodeResult, GitProgressFn, fetch_code, mirrored_url
 from gptoss_cli.fetch.http import Requester, make_client
@@ -162,11 +162,14 @@ def _code_plan(spec: CodeSpec) -> dict:
 def fetch(options: FetchOptions, hooks: Hooks = Hooks()) -> FetchResult:
     """Fetch code and/or weights into ``options.dest`` and write the lock; see the module docstring.
 
-    Raises UsageError (exit 2) for bad options and CouldNotRun subclasses (exit 3) for network, integrity, git,
-    disk and file-system failures. Partial downloads stay in ``DEST/.gptoss-partial`` for the next run.
+    Raises UsageError (exit 2) for bad options, CouldNotRun subclasses (exit 3) for network, integrity, git,
+    disk and file-system failures, and Interrupted (exit 130) for Ctrl-C. Partial downloads stay in ``DEST/.gptoss-partial`` for the next run.
     """
     try:
         return _fetch(options, hooks)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted", hint="rerun the same command to resume: finished files and partial "
+                                              "downloads are kept in DEST") from None
     except OSError as exc:
         where = exc.filename or options.dest
         reason = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or type(exc).__name__)
