@@ -32,6 +32,7 @@ from gptoss_cli.verify import READ_SIZE, ByteCounter, Stopped, git_blob_sha1, ha
 
 WRITE_BUFFER = 1024 * 1024  # at most this much is lost (and fetched again) when the process is killed
 PARTIAL_DIRNAME = ".gptoss-partial"
+MIN_PROGRESS = 256 * 1024  # bytes per try, on average, below which resuming is given up
 STOP_GRACE = 0.5  # seconds a cancelled run waits for workers that cannot be woken (waiting for headers)
 
 
@@ -273,21 +274,31 @@ class Downloader:
         return state
 
     def _download(self, pf: PlannedFile, part: Path) -> tuple[_State, bool]:
+        """Stream ``pf`` into ``part``, resuming after transient failures.
+
+        ``retries`` counts consecutive tries without progress: a try that received bytes resets it (and the
+        back-off), so a server that cuts every response still finishes. Overall at most ``retries + 1 +
+        size / MIN_PROGRESS`` tries: a server that gives only crumbs per connection is given up on too.
+        """
         self.partial_dir.mkdir(parents=True, exist_ok=True)
         state = self._prime(pf, part)
         resumed = state.offset > 0
-        for attempt in range(self.retries + 1):
+        limit = self.retries + 1 + pf.size // MIN_PROGRESS
+        stalled = 0
+        for tries in range(1, limit + 1):
+            before = state.offset
             try:
                 self._stream(pf, part, state)
                 return state, resumed
             except RetryableError as exc:
                 if self.cancel.is_set():
                     raise Cancelled() from None
-                if attempt == self.retries:
-                    raise NetworkError(f"{pf.path}: giving up after {self.retries + 1} tries: {exc}",
+                stalled = 0 if state.offset > before else stalled + 1
+                if stalled > self.retries or tries == limit:
+                    raise NetworkError(f"{pf.path}: giving up after {tries} tries: {exc}",
                                        hint="rerun the same command to resume from the partial file") from None
                 self.log(f"{pf.path}: {exc}; retrying from byte {state.offset}")
-                if self.cancel.wait(self.retry_wait * (2 ** attempt)):
+                if self.cancel.wait(self.retry_wait * (2 ** max(0, stalled - 1))):
                     raise Cancelled()
         raise AssertionError("unreachable")  # pragma: no cover
 
