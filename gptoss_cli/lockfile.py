@@ -25,6 +25,7 @@ import datetime as _dt
 import json
 import os
 import re
+import stat
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,14 +131,33 @@ def check_relpath(path: str) -> str | None:
 def lock_path_for(path: Path) -> Path:
     """A lock path from either the lock file itself or the DEST folder that holds it."""
     path = Path(path)
-    return path / LOCK_NAME if path.is_dir() else path
+    return path / LOCK_NAME if path.is_dir() and path.name != LOCK_NAME else path
+
+
+MAX_LOCK_BYTES = 64 * 1024 * 1024  # a lock lists files, not data: anything bigger is not a lock
+
+
+def _read_regular(path: Path) -> str:
+    """The text of ``path`` if it is a regular file; never blocks (a FIFO, a device) and never reads a folder."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise LockError(f"lock file {path} is a directory, not a file",
+                            hint="pass --lock with the lock file, or the DEST folder that holds it")
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_LOCK_BYTES:
+            raise LockError(f"lock file {path} is not a regular file (or is too big to be a lock)")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read().decode("utf-8")
+    finally:
+        os.close(fd)
 
 
 def read_lock(path: Path) -> Lock:
     """Read and strictly validate a lock (``path`` may be the file or its DEST folder); LockError (exit 3) if not."""
     lock_file = lock_path_for(path)
     try:
-        text = lock_file.read_text(encoding="utf-8")
+        text = _read_regular(lock_file)
     except FileNotFoundError:
         raise LockError(f"lock file {lock_file} not found", hint="run `gptoss fetch` first or pass --lock") from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -21,7 +21,7 @@ from gptoss_cli.fetch.download import PARTIAL_DIRNAME, Downloader, FileOutcome, 
 from gptoss_cli.fetch.git import CodeResult, GitProgressFn, fetch_code, mirrored_url
 from gptoss_cli.fetch.http import Requester, make_client
 from gptoss_cli.fetch.plan import SpaceCheck, bytes_needed, check_space, plan_from_remote, require_space
-from gptoss_cli.fetch.remote import RemoteSnapshot, is_huggingface_co
+from gptoss_cli.fetch.remote import RemoteSnapshot, check_endpoint, is_huggingface_co
 from gptoss_cli.lockfile import (CODE_DIRNAME, LOCK_NAME, MODEL_DIRNAME, CodePin, Lock, LockedFile, LockError,
                                  ModelPin, public_url, read_lock, write_lock)
 from gptoss_cli.verify import ByteCounter, ProgressFn
@@ -183,6 +183,8 @@ def _fetch(options: FetchOptions, hooks: Hooks) -> FetchResult:
         raise UsageError(f"--jobs must be between 1 and {MAX_JOBS}, not {options.jobs}")
     if options.code is None and options.weights is None and options.from_dir is None:
         raise UsageError("nothing to fetch: --no-code and --no-weights together")
+    if options.weights is not None and options.from_dir is None:
+        check_endpoint(options.weights.endpoint)
     if options.dry_run:  # writes nothing: no lock, no folder
         return _fetch_into(options, hooks, started)
     with claim(options.dest, "fetch"):  # one writer per DEST; a failed run removes the folders it created
