@@ -7,7 +7,7 @@
   ``/``). Excludes always win.
 * Paths that are absolute, contain ``..``, ``.``, empty components or backslashes, or that would land outside the
   model folder through a symlink, are refused.
-* Pickle-based weights (``.bin``, ``.pt``, ``.pth``, ``.pkl``, ...) can run code when loaded: refused unless
+* Pickle-based weights (``gptoss_cli.weights.PICKLE_SUFFIXES``) can run code when loaded: refused unless
   ``allow_pickle``.
 """
 
@@ -20,9 +20,9 @@ from typing import Iterable, Sequence
 from gptoss_cli.dest import inside
 from gptoss_cli.errors import IntegrityError, UsageError
 from gptoss_cli.lockfile import check_relpath
+from gptoss_cli.weights import PICKLE_SUFFIXES, is_pickle
 
 DEFAULT_INCLUDE = ("*.json", "*.safetensors", "tokenizer*", "chat_template.jinja")
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
 def matches(path: str, patterns: Iterable[str]) -> bool:
@@ -62,7 +62,7 @@ def safe_target(root: Path, rel: str) -> Path:
 
 
 def pickle_files(paths: Iterable[str]) -> list[str]:
-    return [p for p in paths if p.lower().endswith(PICKLE_SUFFIXES)]
+    return [p for p in paths if is_pickle(p)]
 
 
 def refuse_pickle(paths: Iterable[str], allow_pickle: bool) -> None:

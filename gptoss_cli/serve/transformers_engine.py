@@ -28,12 +28,12 @@ from typing import Any, AsyncIterator, Callable, Sequence
 from gptoss_cli.errors import CouldNotRun, UsageError
 from gptoss_cli.serve.engine import SamplingParams
 from gptoss_cli.serve.memory import PREFILL_CHUNK, check_memory, estimate_memory, gib, read_config
+from gptoss_cli.weights import is_pickle
 
 log = logging.getLogger("gptoss.serve")
 
 HARMONY_STOP_TEXTS = ("<|return|>", "<|call|>")
 SMALL_MODEL_PARAMS = 50_000_000
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _DONE = object()
 
 
@@ -123,7 +123,7 @@ def check_weights(model_dir: Path) -> None:
         raise CouldNotRun(f"model folder {model_dir} does not exist", hint="run `gptoss fetch` or pass MODEL_DIR")
     if any(model_dir.glob("*.safetensors")):
         return
-    pickles = sorted(p.name for p in model_dir.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+    pickles = sorted(p.name for p in model_dir.iterdir() if is_pickle(p.name))
     if pickles:
         raise CouldNotRun(
             f"{model_dir} has only pickle weights ({', '.join(pickles[:3])}); gptoss loads safetensors only, "
