@@ -44,7 +44,7 @@ def _map_error(exc: Exception, endpoint: str, repo_id: str, revision: str) -> Ne
         status = getattr(getattr(exc, "response", None), "status_code", None)
         return NetworkError(f"{public_url(endpoint)} answered HTTP {status} for {repo_id}",
                             hint="check --endpoint and --token")
-    if isinstance(exc, json.JSONDecodeError):  # a 200 answer that is not JSON: a portal, a proxy's login page, a file server
+    if isinstance(exc, json.JSONDecodeError):  # a 200 answer that is not JSON: a portal, a login page, a file server
         return NetworkError(f"{public_url(endpoint)} is not a Hugging Face Hub API: it answered something other "
                             f"than JSON for {repo_id}",
                             hint="check --endpoint: a mirror's API root, e.g. https://hf-mirror.com")

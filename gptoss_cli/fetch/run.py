@@ -163,7 +163,8 @@ def fetch(options: FetchOptions, hooks: Hooks = Hooks()) -> FetchResult:
     """Fetch code and/or weights into ``options.dest`` and write the lock; see the module docstring.
 
     Raises UsageError (exit 2) for bad options, CouldNotRun subclasses (exit 3) for network, integrity, git,
-    disk and file-system failures, and Interrupted (exit 130) for Ctrl-C. Partial downloads stay in ``DEST/.gptoss-partial`` for the next run.
+    disk and file-system failures, and Interrupted (exit 130) for Ctrl-C. Partial downloads stay in
+    ``DEST/.gptoss-partial`` for the next run.
     """
     try:
         return _fetch(options, hooks)
