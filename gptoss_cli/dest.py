@@ -5,8 +5,9 @@
   :class:`DestBusy` (exit 3) naming the holder instead of corrupting the model. The kernel drops the lock when the
   process ends, even after ``kill -9``: a stale lock never needs cleaning up. If the run fails, the folders it
   created (DEST and missing parents) are removed again when nothing but the lock file is in them.
-* :func:`reading` (verify, serve's check): a shared lock: readers run together, never beside a writer. A DEST the
-  user may not write to (read-only media) is verified without a lock.
+* :func:`reading` (verify, serve's check): a shared lock: readers run together, never beside a writer. A reader
+  writes nothing: a folder without the lock file (never written by ``gptoss fetch``, a shipped model, read-only
+  media) is verified without a lock.
 * :func:`inside`: the one symlink rule. A path under DEST whose real location (symlinks resolved) leaves DEST is
   refused with IntegrityError, by fetch (so it never writes through a link) and by verify (so it never vouches for
   files elsewhere).
@@ -68,18 +69,18 @@ def _busy(dest: Path, fd: int, exclusive: bool) -> DestBusy:
 
 
 def _lock_fd(dest: Path, exclusive: bool) -> Optional[int]:
-    """An open descriptor holding the lock on ``dest``'s lock file, or None when it cannot exist (read-only)."""
+    """An open descriptor holding the lock on ``dest``'s lock file, or None for a reader when there is none."""
     path = dest / FLOCK_NAME
     for _ in range(20):
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            if exclusive:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            else:  # a reader creates nothing: every writer made the file before writing anything
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
             if exclusive or exc.errno not in (*_READ_ONLY, errno.ENOENT):
                 raise
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                return None  # nobody can write a lock here, and we only read
+            return None  # never written by gptoss fetch (or not ours to open): nothing to wait for
         try:
             fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -149,7 +150,7 @@ def _release(fd: Optional[int]) -> None:
 
 @contextlib.contextmanager
 def reading(dest: Path) -> Iterator[None]:
-    """Hold DEST shared (verify): never beside a writer. No lock when DEST is missing or nobody may write it."""
+    """Hold DEST shared (verify): never beside a writer. No lock (and no file created) when DEST has no lock file."""
     dest = Path(dest)
     fd = _lock_fd(dest, exclusive=False) if fcntl is not None and dest.is_dir() else None
     try:

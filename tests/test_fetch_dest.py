@@ -124,3 +124,12 @@ def test_fetch_never_writes_through_a_model_folder_symlink(tmp_path: Path, fake_
     assert res.exit_code == 3 and "symlink" in res.stderr
     assert (elsewhere / "config.json").read_bytes() == b"damaged, outside DEST"  # not "repaired"
     assert (dest / FLOCK_NAME).exists()  # DEST existed before: only what this run created is removed
+
+
+def test_verify_writes_nothing_into_a_folder_fetch_never_wrote(tmp_path: Path, fake_hub: FakeHub) -> None:
+    dest = tmp_path / "dest"
+    assert runner.invoke(app, ["fetch", "--no-code", "--endpoint", fake_hub.url, "--model", "org/tiny", "--dest",
+                               str(dest)]).exit_code == 0
+    (dest / FLOCK_NAME).unlink()  # e.g. a model folder shipped or copied without it
+    assert runner.invoke(app, ["verify", str(dest)]).exit_code == 0
+    assert not (dest / FLOCK_NAME).exists()
