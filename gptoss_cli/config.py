@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from gptoss_cli.errors import ConfigError
+from gptoss_cli.redact import Secret, mask
 
 
 def _toml() -> Any:
@@ -32,44 +33,6 @@ def _toml() -> Any:
     else:  # pragma: no cover - exercised on 3.10 only
         import tomli as tomllib
     return tomllib
-
-
-class Secret:
-    """A secret value (token, password, API key) that never shows itself in str(), repr() or f-strings."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The real value; call this only where the secret is sent to the service it belongs to."""
-        return self._value
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __str__(self) -> str:
-        return "********" if self._value else ""
-
-    def __repr__(self) -> str:
-        return "Secret('********')"
-
-    def __format__(self, spec: str) -> str:
-        return format(str(self), spec)
-
-
-def mask(value: Any) -> Any:
-    """Render a value for output: secrets become ``********``; everything else is returned unchanged."""
-    if isinstance(value, Secret):
-        return str(value)
-    return value
 
 
 @dataclass(frozen=True)
@@ -196,6 +159,12 @@ class Settings:
 
     values: Mapping[str, Resolved]
     files: tuple[Path, ...] = field(default=())
+    project_files: tuple[Path, ...] = field(default=())  # found in the working directory, not chosen by the user
+
+    def from_project_file(self, key: str) -> bool:
+        """Whether ``key`` came from a project file (``./gptoss.toml`` found by the search, not ``--config``)."""
+        source = self.values[key].source
+        return source.startswith("file:") and Path(source[len("file:"):]) in self.project_files
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key].value
@@ -331,7 +300,9 @@ def load_settings(
     values: dict[str, Resolved] = {}
     for spec in FIELDS:
         values[spec.key] = _resolve_one(spec, flags, env, file_layers)
-    return Settings(values=values, files=tuple(p for p, _ in file_layers))
+    searched = config_file is None and not env.get("GPTOSS_CONFIG")
+    project = tuple(p for p, _ in file_layers if searched and p == cwd / "gptoss.toml")
+    return Settings(values=values, files=tuple(p for p, _ in file_layers), project_files=project)
 
 
 def _resolve_one(
@@ -354,6 +325,25 @@ def _resolve_one(
     if isinstance(default, list):
         default = list(default)
     return Resolved(_coerce(spec, default, "default") if default is not None else None, "default")
+
+
+def hf_login_token(env: Mapping[str, str] | None = None) -> Secret | None:
+    """The token huggingface_hub itself finds: ``HF_TOKEN``, then the file ``hf auth login`` wrote
+    (``HF_TOKEN_PATH``, default ``$HF_HOME/token``), through ``huggingface_hub.get_token()``.
+
+    ``HF_HUB_DISABLE_IMPLICIT_TOKEN`` turns it off, as it does for huggingface_hub. huggingface_hub is imported
+    here, so call this only when a token is needed.
+    """
+    env = os.environ if env is None else env
+    if env.get("HF_HUB_DISABLE_IMPLICIT_TOKEN", "").strip().lower() in _TRUE:
+        return None
+    from huggingface_hub import get_token
+
+    try:
+        token = get_token()
+    except Exception:  # noqa: BLE001 - e.g. an OIDC exchange that failed: no token, the server will say 401
+        return None
+    return Secret(token) if token else None
 
 
 def debug_enabled(env: Mapping[str, str] | None = None) -> bool:
@@ -401,6 +391,7 @@ __all__ = [
     "Settings",
     "config_files",
     "debug_enabled",
+    "hf_login_token",
     "load_settings",
     "mask",
     "network_environment",

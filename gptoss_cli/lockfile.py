@@ -26,13 +26,14 @@ import datetime as _dt
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
-from urllib.parse import urlsplit, urlunsplit
 
 from gptoss_cli import __version__
 from gptoss_cli.errors import CouldNotRun
+from gptoss_cli.redact import public_url, redact_url, scrub_userinfo
 
 SCHEMA_VERSION = 1
 LOCK_NAME = "gptoss.lock.json"
@@ -111,42 +112,6 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def public_url(url: str) -> str:
-    """``url`` without user:password, query or fragment, so it can be shown, logged and stored in the lock."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    if not parts.scheme or not parts.netloc:
-        return url  # scp-like git address (git@host:org/repo) or a plain path: nothing secret in it
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") or "", "", ""))
-
-
-def scrub_userinfo(text: str) -> str:
-    """``text`` with the ``user:password@`` part of every URL in it replaced by ``***@`` (for error messages)."""
-    return re.sub(r"([A-Za-z][\w+.-]*://)[^/@\s]+@", r"\1***@", text)
-
-
-def redact_url(text: str, url: str | None) -> str:
-    """``text`` (e.g. a subprocess's error) without the secret parts of ``url``: user info, password, query."""
-    text = scrub_userinfo(text)
-    if not url:
-        return text
-    try:
-        parts = urlsplit(url)
-        secrets_in_url = [parts.query, parts.fragment, parts.password or ""]
-    except ValueError:
-        return text
-    for secret in secrets_in_url:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
 def check_relpath(path: str) -> str | None:
     """Why ``path`` is not a safe relative POSIX path inside a folder, or ``None`` when it is."""
     if not isinstance(path, str) or not path:
@@ -166,14 +131,33 @@ def check_relpath(path: str) -> str | None:
 def lock_path_for(path: Path) -> Path:
     """A lock path from either the lock file itself or the DEST folder that holds it."""
     path = Path(path)
-    return path / LOCK_NAME if path.is_dir() else path
+    return path / LOCK_NAME if path.is_dir() and path.name != LOCK_NAME else path
+
+
+MAX_LOCK_BYTES = 64 * 1024 * 1024  # a lock lists files, not data: anything bigger is not a lock
+
+
+def _read_regular(path: Path) -> str:
+    """The text of ``path`` if it is a regular file; never blocks (a FIFO, a device) and never reads a folder."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise LockError(f"lock file {path} is a directory, not a file",
+                            hint="pass --lock with the lock file, or the DEST folder that holds it")
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_LOCK_BYTES:
+            raise LockError(f"lock file {path} is not a regular file (or is too big to be a lock)")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read().decode("utf-8")
+    finally:
+        os.close(fd)
 
 
 def read_lock(path: Path) -> Lock:
     """Read and strictly validate a lock (``path`` may be the file or its DEST folder); LockError (exit 3) if not."""
     lock_file = lock_path_for(path)
     try:
-        text = lock_file.read_text(encoding="utf-8")
+        text = _read_regular(lock_file)
     except FileNotFoundError:
         raise LockError(f"lock file {lock_file} not found", hint="run `gptoss fetch` first or pass --lock") from None
     except (OSError, UnicodeDecodeError) as exc:

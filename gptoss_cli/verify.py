@@ -17,9 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from gptoss_cli.dest import inside, reading
+from gptoss_cli.errors import UsageError
 from gptoss_cli.lockfile import LOCK_NAME, MODEL_DIRNAME, Lock, LockedFile, lock_path_for, read_lock
 
 READ_SIZE = 1024 * 1024
+MAX_JOBS = 256  # hashing threads; beyond the cores there are, more only costs memory
 
 ProgressFn = Callable[[int, int], None]
 """``progress(done_bytes, total_bytes)``; called from worker threads, serialised by a lock, cumulative."""
@@ -218,6 +221,11 @@ def find_extra(model_dir: Path, listed: set[str]) -> tuple[str, ...]:
     return tuple(sorted(extra))
 
 
+def _check_jobs(jobs: int) -> None:
+    if not 0 <= jobs <= MAX_JOBS:
+        raise UsageError(f"--jobs must be between 0 (one per core) and {MAX_JOBS}, not {jobs}")
+
+
 def verify_files(
     lock: Lock,
     model_dir: Path,
@@ -229,7 +237,11 @@ def verify_files(
 ) -> VerifyResult:
     """Verify an already-parsed ``lock`` against ``model_dir`` (see :func:`verify_lock`)."""
     started = time.perf_counter()
+    _check_jobs(jobs)
     model_dir = Path(model_dir)
+    inside(model_dir.parent, model_dir)  # the one symlink rule: nothing vouched for outside DEST
+    for entry in lock.files:
+        inside(model_dir.parent, model_dir / entry.path)
     sizes = {}
     for entry in lock.files:
         try:
@@ -285,11 +297,16 @@ def verify_lock(
 
     Raises:
         LockError: (exit 3) the lock is missing, unreadable or invalid.
+        UsageError: (exit 2) ``jobs`` is out of range.
+        DestBusy: (exit 3) a ``gptoss fetch`` is writing the folder that holds ``model_dir``.
+        IntegrityError: (exit 3) ``model_dir`` or a listed file is a symlink leading out of that folder.
     """
+    _check_jobs(jobs)
     lock_file = lock_path_for(Path(lock_path_or_dest))
-    lock = read_lock(lock_file)
     root = Path(model_dir) if model_dir is not None else lock_file.parent / MODEL_DIRNAME
-    return verify_files(lock, root, lock_path=lock_file, jobs=jobs, strict=strict, progress=progress)
+    with reading(root.parent):  # shared: never beside a fetch writing this DEST
+        lock = read_lock(lock_file)
+        return verify_files(lock, root, lock_path=lock_file, jobs=jobs, strict=strict, progress=progress)
 
 
 __all__ = [

@@ -11,8 +11,11 @@ Routes (hub-git-audit.md §1.2 and §2.3):
 
 Faults are attributes of the server, set by tests (per file path where it makes sense): ``cut_after``,
 ``ignore_range``, ``fail_5xx``, ``api_5xx``, ``corrupt``, ``extra_tree``, ``xet``, ``redirect_lfs``,
-``pause_after`` (+ ``paused``/``release`` events), ``require_token``. ``bytes_sent[path]`` counts body bytes
-written, ``requests`` records every request (method, route, file, Range, whether Authorization was sent).
+``pause_after`` (+ ``paused``/``release`` events), ``require_token``, ``cut_every`` (every GET of a path ends after
+that many body bytes), ``trickle`` (route kinds ``api``/``resolve`` whose whole answer, headers included, goes out
+one byte every ``trickle_interval`` seconds: a mirror at 1 byte/s), ``html`` (every API route answers an HTML page).
+``bytes_sent[path]`` counts body bytes written, ``requests`` records every request (method, route, file, Range,
+whether Authorization was sent).
 """
 
 from __future__ import annotations
@@ -56,6 +59,10 @@ class FakeHub:
         self.paused = threading.Event()
         self.release = threading.Event()
         self.require_token: Optional[str] = None
+        self.cut_every: dict[str, int] = {}
+        self.trickle: set[str] = set()
+        self.trickle_interval = 1.0
+        self.html = False
         self.use_sendfile = True
         self._server: Optional[ThreadingHTTPServer] = None
 
@@ -160,6 +167,14 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
+    def _html(self) -> None:
+        data = b"<!doctype html><html><body><h1>Welcome to our portal</h1></body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def _error(self, status: int, code: str = "", message: str = "error") -> None:
         self._json(status, {"error": message}, {"X-Error-Code": code} if code else None)
 
@@ -185,6 +200,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._route()
 
     def _route(self) -> None:
+        hub = self.server_hub
+        path = urlsplit(self.path).path
+        kind = "api" if path.startswith("/api/") else "resolve" if "/resolve/" in path else "other"
+        if kind in hub.trickle:
+            self.wfile = _Trickle(self.wfile, hub)  # type: ignore[assignment]
         try:
             self._dispatch()
         except (BrokenPipeError, ConnectionResetError, socket.timeout):
@@ -202,6 +222,9 @@ class _Handler(BaseHTTPRequestHandler):
                 hub.api_5xx -= 1
             self._record(kind="api")
             return self._error(503, message="overloaded")
+        if api and hub.html:
+            self._record(kind="html")
+            return self._html()
         if not self._authorized():
             self._record(kind="denied")
             return self._error(401, "RepoNotFound", "unauthorized")
@@ -350,8 +373,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         corrupt = hub.take(hub.corrupt, f.path)
         cut = hub.cut_after.pop(f.path, None)
+        if cut is None and f.path in hub.cut_every:
+            cut = hub.cut_every[f.path]
         pause = hub.pause_after.pop(f.path, None)
-        plain = not (corrupt or cut is not None or pause is not None)
+        plain = not (corrupt or cut is not None or pause is not None or isinstance(self.wfile, _Trickle))
         if plain and hub.use_sendfile and isinstance(f.content, Path):
             with open(f.content, "rb") as fh:
                 self.wfile.flush()
@@ -395,6 +420,25 @@ class _Handler(BaseHTTPRequestHandler):
                 hub.count(f.path, len(chunk))
                 sent += len(chunk)
         self.wfile.flush()
+
+
+class _Trickle:
+    """A write side that sends one byte per ``hub.trickle_interval`` seconds until the hub stops."""
+
+    def __init__(self, raw: Any, hub: FakeHub) -> None:
+        self.raw, self.hub = raw, hub
+
+    def write(self, data: bytes) -> int:
+        for i in range(len(data)):
+            if self.hub.release.is_set():
+                raise BrokenPipeError("fake hub stopped")
+            self.raw.write(data[i:i + 1])
+            self.raw.flush()
+            self.hub.release.wait(self.hub.trickle_interval)
+        return len(data)
+
+    def flush(self) -> None:
+        self.raw.flush()
 
 
 @pytest.fixture

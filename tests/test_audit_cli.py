@@ -192,6 +192,7 @@ def test_resolve_without_an_index_is_exit_3(tmp_path: Path, fake_osv: FakeOsv, m
     assert result.exit_code == 3
     [unchecked] = json.loads(result.stdout)["unchecked"]
     assert unchecked["name"] == "demo-safe" and "resolution" in unchecked["reason"]
+    assert "bin/python" not in unchecked["reason"] and "package index" in unchecked["reason"]  # not pip's argv
     assert fake_osv.queries == []
 
 

@@ -107,3 +107,14 @@ def test_explicit_config_file(tmp_path):
     assert s["home"] == Path("/tmp/gh")
     with pytest.raises(ConfigError, match="not found"):
         load_settings(env={}, cwd=tmp_path, config_file=tmp_path / "missing.toml")
+
+
+def test_only_the_searched_working_directory_file_is_a_project_file(tmp_path):
+    _write(tmp_path / "gptoss.toml", "[fetch]\nendpoint = 'https://mirror.example'\n")
+    s = load_settings(env={"HOME": str(tmp_path)}, cwd=tmp_path)
+    assert s.project_files == (tmp_path / "gptoss.toml",) and s.from_project_file("fetch.endpoint")
+    assert not s.from_project_file("fetch.model")
+    named = load_settings(env={"HOME": str(tmp_path), "GPTOSS_CONFIG": str(tmp_path / "gptoss.toml")}, cwd=tmp_path)
+    assert named.project_files == () and not named.from_project_file("fetch.endpoint")
+    flagged = load_settings(env={"HOME": str(tmp_path)}, cwd=tmp_path, config_file=tmp_path / "gptoss.toml")
+    assert flagged.project_files == ()

@@ -129,7 +129,8 @@ def test_ctrl_c_stops_an_import_at_once(tmp_path: Path) -> None:
         if thread is not threading.current_thread() and thread.name.startswith("ThreadPoolExecutor"):
             thread.join(timeout=10)
     assert max(seen) < size // 2, f"{max(seen)} bytes read after Ctrl-C"
-    assert not list((tmp_path / "model").iterdir())  # no temp link or copy left behind
+    assert not (tmp_path / "model").exists()  # nothing placed, not even the folder
+    assert not (tmp_path / ".gptoss-partial").exists()  # no staged link or copy left behind
 
 
 def test_copy_when_hard_links_are_impossible(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
@@ -158,4 +159,22 @@ def test_copy_when_hard_links_are_impossible(tmp_path: Path, monkeypatch) -> Non
     bad = Lock(code=None, model=pin, files=(LockedFile(SHARD, len(data), "0" * 64, "lfs"),))
     with pytest.raises(IntegrityError, match="does not match the lock"):
         import_from_dir(tmp_path / "usb", bad, tmp_path / "other")
-    assert not list((tmp_path / "other").iterdir())
+    assert not (tmp_path / "other").exists() and not (tmp_path / ".gptoss-partial").exists()
+
+
+def test_a_refused_import_changes_nothing_in_model_or_the_lock(tmp_path: Path, fake_hub: FakeHub) -> None:
+    """The shard (imported first: biggest first) matches, config.json does not: the shard must not land either."""
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    for where in (src, dest):
+        assert runner.invoke(app, ["fetch", "--no-code", "--endpoint", fake_hub.url, "--model", "org/tiny",
+                                   "--dest", str(where)]).exit_code == 0
+    (dest / "model" / SHARD).unlink()
+    before = {p.name: (p.stat().st_ino, p.read_bytes()) for p in (dest / "model").iterdir()}
+    lock_before = (dest / LOCK_NAME).read_text()
+    config = src / "model" / "config.json"
+    config.write_bytes(config.read_bytes().replace(b"{", b"[", 1))
+    res = runner.invoke(app, ["fetch", "--no-code", "--from-dir", str(src), "--dest", str(dest)])
+    assert res.exit_code == 3 and "config.json" in res.stderr and "does not match the lock" in res.stderr
+    assert {p.name: (p.stat().st_ino, p.read_bytes()) for p in (dest / "model").iterdir()} == before
+    assert (dest / LOCK_NAME).read_text() == lock_before
+    assert not (dest / ".gptoss-partial").exists()

@@ -24,7 +24,7 @@ from typing import Any, Iterable
 from urllib.parse import urlparse
 
 from gptoss_cli.errors import CouldNotRun
-from gptoss_cli.lockfile import redact_url
+from gptoss_cli.lockfile import redact_url, scrub_userinfo
 
 DEFAULT_TIMEOUT_S = 15
 RUN_LIMIT_S = 900  # one pip-audit run (a resolution can download metadata for many packages)
@@ -90,9 +90,32 @@ def child_environment(service: ServiceConfig) -> dict[str, str]:
     return env
 
 
+def _pip_reason(lines: list[str]) -> str | None:
+    """Why pip failed inside pip-audit: pip's own last ``ERROR: …`` line, which pip-audit relays after "internal
+    pip failure"; or, when pip-audit relays nothing (its pip upgrade), the step, never the command line."""
+    own = [line for line in lines if line.startswith("ERROR: ")]  # pip-audit's own lines are "ERROR:pip_audit…"
+    if own and any("internal pip failure" in line for line in lines):
+        return "pip failed: " + own[-1][len("ERROR: "):].strip()
+    if any("Failed to upgrade `pip`" in line for line in lines):
+        return ("pip-audit could not upgrade pip in its temporary environment (pip's message is not shown by "
+                "pip-audit): is a package index reachable? --resolve needs one")
+    if any("Failed to install packages" in line for line in lines):
+        return "pip could not resolve the requirements (pip's message is not shown by pip-audit)"
+    return None
+
+
 def failure_reason(stderr: str, returncode: int) -> str:
-    """One line that says why pip-audit died, taken from its stderr (a traceback or an ERROR log line)."""
-    lines = [line.rstrip() for line in stderr.splitlines() if line.strip()]
+    """One line that says why pip-audit died, taken from its stderr (pip's error, a traceback or an ERROR log
+    line); URL credentials are scrubbed."""
+    text = _failure_reason([line.rstrip() for line in stderr.splitlines() if line.strip()], returncode)
+    text = " ".join(scrub_userinfo(text).split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _failure_reason(lines: list[str], returncode: int) -> str:
+    pip = _pip_reason(lines)
+    if pip is not None:
+        return pip
     exc = [m for m in (_EXC_LINE.match(line) for line in lines) if m]
     requests_exc = [m for m in exc if m.group(1).startswith("requests.")]
     chosen = (requests_exc or exc)[-1] if exc else None
@@ -108,8 +131,7 @@ def failure_reason(stderr: str, returncode: int) -> str:
         errors = [line for line in lines if "ERROR" in line]
         pick = errors[-1] if errors else (lines[-1] if lines else f"pip-audit exited with status {returncode}")
         text = re.sub(r"^ERROR:[\w.]+:", "", pick).strip()
-    text = " ".join(text.split())
-    return text if len(text) <= 300 else text[:297] + "..."
+    return text
 
 
 def run_pip_audit(

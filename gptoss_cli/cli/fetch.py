@@ -41,12 +41,32 @@ def fetch_progress(out: Output) -> Iterator[Hooks]:
                     git=on_git, file_done=on_file)
 
 
+def _token(settings: Settings, source: str, log: Callable[[str], None]) -> Any:
+    """The Hub token under the trust rule (gptoss_cli/trust.py); HF_TOKEN never goes to ModelScope."""
+    from gptoss_cli.config import hf_login_token
+    from gptoss_cli.trust import announce, endpoint_credential
+
+    hf = source == "hf"
+    endpoint_key = "fetch.endpoint" if hf or settings.source("fetch.endpoint") == "flag" else \
+        "fetch.modelscope_endpoint"
+    for note in announce(settings, (endpoint_key,)):
+        log(note)
+    if not hf and settings.source("fetch.token") != "flag":
+        return None  # HF_TOKEN belongs to the Hub: never hand it to ModelScope unless --token says so
+    credential = endpoint_credential(settings, endpoint_key=endpoint_key, token_key="fetch.token",
+                                     fallback=hf_login_token if hf else None)
+    for note in credential.notes:
+        log(note)
+    return credential.token
+
+
 def build_options(settings: Settings, *, no_code: bool, no_weights: bool, dry_run: bool,
-                  from_dir: Optional[Path]) -> "FetchOptions":
+                  from_dir: Optional[Path], log: Callable[[str], None] = lambda _m: None) -> "FetchOptions":
     """Settings (flag > env > file > default) → core options; with --lock, unspecified pins come from the lock."""
     from gptoss_cli.fetch import CodeSpec, FetchOptions, WeightsSpec, apply_lock_defaults
     from gptoss_cli.fetch import modelscope as ms
     from gptoss_cli.lockfile import read_lock
+    from gptoss_cli.trust import announce
 
     source = settings["fetch.source"]
     if source not in SOURCES:
@@ -59,9 +79,10 @@ def build_options(settings: Settings, *, no_code: bool, no_weights: bool, dry_ru
         revision = revision if given["fetch.revision"] else ms.DEFAULT_REVISION
         endpoint = endpoint if settings.source("fetch.endpoint") == "flag" else settings["fetch.modelscope_endpoint"]
         endpoint = ms.normalize_endpoint(endpoint)
-    token = settings.get("fetch.token")
-    if source == "modelscope" and settings.source("fetch.token") != "flag":
-        token = None  # HF_TOKEN belongs to the Hub: never hand it to ModelScope unless --token says so
+    token = _token(settings, source, log) if not no_weights and from_dir is None else None
+    if not no_code:
+        for note in announce(settings, ("fetch.repo_url", "fetch.git_mirror")):
+            log(note)
     code = None if no_code else CodeSpec(settings["fetch.repo_url"], settings.get("fetch.ref"),
                                          settings.get("fetch.git_mirror"))
     weights = None if no_weights else WeightsSpec(
@@ -149,7 +170,8 @@ def fetch(
         "fetch.exclude": exclude, "fetch.dest": dest, "fetch.lock": lock, "fetch.token": token, "fetch.jobs": jobs,
         "fetch.allow_pickle": True if allow_pickle else None,
     })
-    options = build_options(settings, no_code=no_code, no_weights=no_weights, dry_run=dry_run, from_dir=from_dir)
+    options = build_options(settings, no_code=no_code, no_weights=no_weights, dry_run=dry_run, from_dir=from_dir,
+                            log=lambda m: out.info(f"gptoss: {m}"))
     with fetch_progress(out) as hooks:
         result = run_fetch(options, hooks)
     out.result(result, lambda console: render(result, console, out))

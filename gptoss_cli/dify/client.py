@@ -28,6 +28,7 @@ from gptoss_cli.dify.errors import (
 from gptoss_cli.dify.plan import PlanStep, mask_body, scrub
 from gptoss_cli.dify.profiles import Profile, profile_for
 from gptoss_cli.errors import UsageError
+from gptoss_cli.redact import mask_url
 
 API_PREFIX = "/console/api"
 CSRF_COOKIES = ("csrf_token", "__Host-csrf_token")
@@ -40,7 +41,8 @@ def normalize_dify_url(url: str) -> str:
     """``https://dify.example/console/api/`` → ``https://dify.example``; only http(s) URLs are accepted."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UsageError(f"--dify-url must be an http(s) URL, got {url!r}", hint="e.g. http://dify.example.com")
+        raise UsageError(f"--dify-url must be an http(s) URL, got {mask_url(url)!r}",
+                         hint="e.g. http://dify.example.com")
     path = parts.path.rstrip("/")
     if path.endswith(API_PREFIX):
         path = path[: -len(API_PREFIX)]
@@ -68,7 +70,8 @@ class DifyClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.http = http
-        self.base_url = normalize_dify_url(dify_url)
+        self._send_url = normalize_dify_url(dify_url)  # may carry user:password: requests only, never shown
+        self.base_url = mask_url(self._send_url)
         self.dry_run = dry_run
         self.retries = retries
         self.backoff = backoff
@@ -272,7 +275,7 @@ class DifyClient:
         if retry_5xx is None:
             retry_5xx = method in ("GET", "PUT", "DELETE") or not changes_state
         budget = self.retries if retries is None else retries
-        url = self.base_url + API_PREFIX + path
+        url = self._send_url + API_PREFIX + path
         headers = self._headers() if auth else {"Accept": "application/json"}
         if self.session == "admin-key":
             self.http.cookies.clear()  # a cookie would make Dify treat the request as a cookie session

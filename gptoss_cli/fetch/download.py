@@ -14,10 +14,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import queue
 import shutil
 import socket
 import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -31,6 +32,8 @@ from gptoss_cli.verify import READ_SIZE, ByteCounter, Stopped, git_blob_sha1, ha
 
 WRITE_BUFFER = 1024 * 1024  # at most this much is lost (and fetched again) when the process is killed
 PARTIAL_DIRNAME = ".gptoss-partial"
+MIN_PROGRESS = 256 * 1024  # bytes per try, on average, below which resuming is given up
+STOP_GRACE = 0.5  # seconds a cancelled run waits for workers that cannot be woken (waiting for headers)
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ class Downloader:
         self.partial_dir = partial_dir
         self.counter = counter or ByteCounter(0)
         self.log = log
-        self.on_file = on_file  # (path, files done, files in all), from the thread that called run()
+        self.on_file = on_file  # (path, files done, files in all), from a worker thread, one call at a time
         self.retries = retries
         self.retry_wait = retry_wait
         self.cancel = threading.Event()
@@ -121,28 +124,75 @@ class Downloader:
     # -- the pool ------------------------------------------------------------------------------------------------
 
     def run(self, files: list[PlannedFile], jobs: int) -> list[FileOutcome]:
-        """Download ``files`` with ``jobs`` threads, biggest first; the first failure stops the others."""
-        order = sorted(files, key=lambda f: (-f.size, f.path))
+        """Download ``files`` with ``jobs`` threads, biggest first; the first failure stops the others.
+
+        The workers are daemon threads, and once the run is cancelled (a failure, Ctrl-C) this waits at most
+        ``STOP_GRACE`` seconds for them: a worker still waiting for a server's headers (a mirror at 1 byte/s)
+        cannot be woken, and must not hold the process. Every byte already received stays in its part file.
+        """
+        todo: queue.SimpleQueue[PlannedFile] = queue.SimpleQueue()
+        for pf in sorted(files, key=lambda f: (-f.size, f.path)):
+            todo.put(pf)
         results: list[FileOutcome] = []
         errors: list[BaseException] = []
-        with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(order) or 1)),
-                                thread_name_prefix="gptoss-fetch") as pool:
-            futures = [pool.submit(self.one, pf) for pf in order]
+        count = max(1, min(jobs, len(files) or 1))
+        running = [count]
+        all_done = threading.Event()
+        done_lock = threading.Lock()
+
+        def worker() -> None:
             try:
-                for fut in as_completed(futures):
-                    exc = fut.exception()
-                    if exc is None:
-                        results.append(fut.result())
-                        self.on_file(results[-1].path, len(results), len(order))
-                    elif not isinstance(exc, (Cancelled, Stopped)):
+                while not self.cancel.is_set():
+                    try:
+                        pf = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    try:
+                        outcome = self.one(pf)
+                        with done_lock:  # one file-done report at a time, in completion order
+                            results.append(outcome)
+                            self.on_file(outcome.path, len(results), len(files))
+                    except (Cancelled, Stopped):
+                        return
+                    except BaseException as exc:  # noqa: BLE001 - handed to the caller below
                         errors.append(exc)
                         self.stop()
-            except BaseException:  # Ctrl-C: stop every worker now, even one waiting on a silent server
-                self.stop()
-                raise
+                        return
+            finally:
+                with done_lock:
+                    running[0] -= 1
+                    if running[0] == 0:
+                        all_done.set()
+
+        for i in range(count):
+            threading.Thread(target=worker, name=f"gptoss-fetch-{i}", daemon=True).start()
+        try:
+            self._wait(all_done)
+        except BaseException:  # Ctrl-C: stop every worker now, even one waiting on a silent server
+            self.stop()
+            self._wait(all_done)
+            raise
         if errors:
             raise next((e for e in errors if isinstance(e, GptossError)), errors[0])
+        if len(results) != len(files):
+            raise Cancelled()
         return sorted(results, key=lambda r: r.path)
+
+    def _wait(self, all_done: threading.Event) -> None:
+        """Until every worker is done; once the run is cancelled, until no worker is still writing a part (those
+        were woken by ``stop`` and only flush and close, bounded) and ``STOP_GRACE`` seconds have passed.
+
+        (An Event, not ``Thread.join``: a join interrupted by Ctrl-C can leave ``is_alive()`` wrongly False.)
+        """
+        soft = hard = 0.0
+        while not all_done.wait(0.05):
+            if self.cancel.is_set():
+                now = time.monotonic()
+                soft, hard = soft or now + STOP_GRACE, hard or now + 10 * STOP_GRACE
+                with self._active_lock:
+                    writing = bool(self._active)
+                if now >= hard or (now >= soft and not writing):
+                    return
 
     def stop(self) -> None:
         """Make queued files return at once and running ones stop (keeping their parts for the next run).
@@ -229,21 +279,31 @@ class Downloader:
         return state
 
     def _download(self, pf: PlannedFile, part: Path) -> tuple[_State, bool]:
+        """Stream ``pf`` into ``part``, resuming after transient failures.
+
+        ``retries`` counts consecutive tries without progress: a try that received bytes resets it (and the
+        back-off), so a server that cuts every response still finishes. Overall at most ``retries + 1 +
+        size / MIN_PROGRESS`` tries: a server that gives only crumbs per connection is given up on too.
+        """
         self.partial_dir.mkdir(parents=True, exist_ok=True)
         state = self._prime(pf, part)
         resumed = state.offset > 0
-        for attempt in range(self.retries + 1):
+        limit = self.retries + 1 + pf.size // MIN_PROGRESS
+        stalled = 0
+        for tries in range(1, limit + 1):
+            before = state.offset
             try:
                 self._stream(pf, part, state)
                 return state, resumed
             except RetryableError as exc:
                 if self.cancel.is_set():
                     raise Cancelled() from None
-                if attempt == self.retries:
-                    raise NetworkError(f"{pf.path}: giving up after {self.retries + 1} tries: {exc}",
+                stalled = 0 if state.offset > before else stalled + 1
+                if stalled > self.retries or tries == limit:
+                    raise NetworkError(f"{pf.path}: giving up after {tries} tries: {exc}",
                                        hint="rerun the same command to resume from the partial file") from None
                 self.log(f"{pf.path}: {exc}; retrying from byte {state.offset}")
-                if self.cancel.wait(self.retry_wait * (2 ** attempt)):
+                if self.cancel.wait(self.retry_wait * (2 ** max(0, stalled - 1))):
                     raise Cancelled()
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -268,14 +328,14 @@ class Downloader:
             with open(part, mode, buffering=WRITE_BUFFER) as fh:
                 try:
                     for chunk in response.iter_raw():
-                        if self.cancel.is_set():
-                            raise Cancelled()
                         if state.offset + len(chunk) > pf.size:
                             state.overflow = True  # more bytes than listed: never a match
                             break
                         state.update(chunk)
-                        fh.write(chunk)
+                        fh.write(chunk)  # kept even when cancelled: every byte received is resumable
                         state.transferred += len(chunk)
+                        if self.cancel.is_set():
+                            raise Cancelled()
                         self.counter.add(len(chunk))
                 except httpx.TransportError as exc:
                     if self.cancel.is_set():

@@ -7,6 +7,7 @@ metadata goes through ``huggingface_hub``; the bytes come through our own resuma
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any, Callable, Optional
@@ -43,6 +44,10 @@ def _map_error(exc: Exception, endpoint: str, repo_id: str, revision: str) -> Ne
         status = getattr(getattr(exc, "response", None), "status_code", None)
         return NetworkError(f"{public_url(endpoint)} answered HTTP {status} for {repo_id}",
                             hint="check --endpoint and --token")
+    if isinstance(exc, json.JSONDecodeError):  # a 200 answer that is not JSON: a portal, a login page, a file server
+        return NetworkError(f"{public_url(endpoint)} is not a Hugging Face Hub API: it answered something other "
+                            f"than JSON for {repo_id}",
+                            hint="check --endpoint: a mirror's API root, e.g. https://hf-mirror.com")
     return NetworkError(f"cannot reach {public_url(endpoint)}: {type(exc).__name__}",
                         hint="check the endpoint/mirror URL, proxy variables and network")
 

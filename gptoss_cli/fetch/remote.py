@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import quote, urlsplit
 
+from gptoss_cli.errors import UsageError
 from gptoss_cli.lockfile import public_url
+from gptoss_cli.redact import mask_url
 
 
 @dataclass(frozen=True)
@@ -58,9 +60,22 @@ def origin(url: str) -> tuple[str, str, int]:
     return scheme, (parts.hostname or "").lower(), port
 
 
+def check_endpoint(url: str, what: str = "--endpoint") -> str:
+    """``url`` if it is a usable ``http(s)://host[:port][/path]`` endpoint; UsageError (exit 2) otherwise."""
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        parts, port_ok = None, False
+    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname or not port_ok:
+        raise UsageError(f"{what} must be an http(s) URL such as https://hf-mirror.com, not {mask_url(url)!r}",
+                         hint="scheme http or https, a host name, and a port between 1 and 65535")
+    return url
+
+
 def is_huggingface_co(endpoint: str) -> bool:
     host = origin(endpoint)[1]
     return host == "huggingface.co" or host.endswith(".huggingface.co")
 
 
-__all__ = ["RemoteFile", "RemoteSnapshot", "file_url", "is_huggingface_co", "origin"]
+__all__ = ["RemoteFile", "RemoteSnapshot", "check_endpoint", "file_url", "is_huggingface_co", "origin"]

@@ -15,15 +15,18 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from gptoss_cli.config import Secret
-from gptoss_cli.errors import CouldNotRun, UsageError
+from gptoss_cli.dest import claim, inside
+from gptoss_cli.errors import CouldNotRun, Interrupted, UsageError
 from gptoss_cli.fetch.download import PARTIAL_DIRNAME, Downloader, FileOutcome, PlannedFile, part_name
 from gptoss_cli.fetch.git import CodeResult, GitProgressFn, fetch_code, mirrored_url
 from gptoss_cli.fetch.http import Requester, make_client
 from gptoss_cli.fetch.plan import SpaceCheck, bytes_needed, check_space, plan_from_remote, require_space
-from gptoss_cli.fetch.remote import RemoteSnapshot, is_huggingface_co
+from gptoss_cli.fetch.remote import RemoteSnapshot, check_endpoint, is_huggingface_co
 from gptoss_cli.lockfile import (CODE_DIRNAME, LOCK_NAME, MODEL_DIRNAME, CodePin, Lock, LockedFile, LockError,
                                  ModelPin, public_url, read_lock, write_lock)
 from gptoss_cli.verify import ByteCounter, ProgressFn
+
+MAX_JOBS = 64  # parallel downloads; more only opens sockets a mirror will refuse
 
 
 @dataclass(frozen=True)
@@ -161,11 +164,15 @@ def _code_plan(spec: CodeSpec) -> dict:
 def fetch(options: FetchOptions, hooks: Hooks = Hooks()) -> FetchResult:
     """Fetch code and/or weights into ``options.dest`` and write the lock; see the module docstring.
 
-    Raises UsageError (exit 2) for bad options and CouldNotRun subclasses (exit 3) for network, integrity, git,
-    disk and file-system failures. Partial downloads stay in ``DEST/.gptoss-partial`` for the next run.
+    Raises UsageError (exit 2) for bad options, CouldNotRun subclasses (exit 3) for network, integrity, git,
+    disk and file-system failures, and Interrupted (exit 130) for Ctrl-C. Partial downloads stay in
+    ``DEST/.gptoss-partial`` for the next run.
     """
     try:
         return _fetch(options, hooks)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted", hint="rerun the same command to resume: finished files and partial "
+                                              "downloads are kept in DEST") from None
     except OSError as exc:
         where = exc.filename or options.dest
         reason = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or type(exc).__name__)
@@ -175,15 +182,26 @@ def fetch(options: FetchOptions, hooks: Hooks = Hooks()) -> FetchResult:
 
 def _fetch(options: FetchOptions, hooks: Hooks) -> FetchResult:
     started = time.perf_counter()
-    if options.jobs < 1:
-        raise UsageError("--jobs must be at least 1")
+    if not 1 <= options.jobs <= MAX_JOBS:
+        raise UsageError(f"--jobs must be between 1 and {MAX_JOBS}, not {options.jobs}")
     if options.code is None and options.weights is None and options.from_dir is None:
         raise UsageError("nothing to fetch: --no-code and --no-weights together")
+    if options.weights is not None and options.from_dir is None:
+        check_endpoint(options.weights.endpoint)
+    if options.dry_run:  # writes nothing: no lock, no folder
+        return _fetch_into(options, hooks, started)
+    with claim(options.dest, "fetch"):  # one writer per DEST; a failed run removes the folders it created
+        return _fetch_into(options, hooks, started)
+
+
+def _fetch_into(options: FetchOptions, hooks: Hooks, started: float) -> FetchResult:
+    dest = Path(options.dest)
+    for sub in (MODEL_DIRNAME, PARTIAL_DIRNAME, CODE_DIRNAME):
+        inside(dest, dest / sub)  # never write through a symlink that leaves DEST
     if options.from_dir is not None:
         from gptoss_cli.fetch.offline import fetch_from_dir
 
         return fetch_from_dir(options, hooks, started)
-    dest = Path(options.dest)
     model_dir, partial = dest / MODEL_DIRNAME, dest / PARTIAL_DIRNAME
     existing = _existing_lock(dest, hooks.log)
     with make_client(options.jobs) as client:

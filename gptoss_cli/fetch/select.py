@@ -7,22 +7,22 @@
   ``/``). Excludes always win.
 * Paths that are absolute, contain ``..``, ``.``, empty components or backslashes, or that would land outside the
   model folder through a symlink, are refused.
-* Pickle-based weights (``.bin``, ``.pt``, ``.pth``, ``.pkl``, ...) can run code when loaded: refused unless
+* Pickle-based weights (``gptoss_cli.weights.PICKLE_SUFFIXES``) can run code when loaded: refused unless
   ``allow_pickle``.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from gptoss_cli.dest import inside
 from gptoss_cli.errors import IntegrityError, UsageError
 from gptoss_cli.lockfile import check_relpath
+from gptoss_cli.weights import PICKLE_SUFFIXES, is_pickle
 
 DEFAULT_INCLUDE = ("*.json", "*.safetensors", "tokenizer*", "chat_template.jinja")
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
 def matches(path: str, patterns: Iterable[str]) -> bool:
@@ -53,21 +53,16 @@ def check_safe_paths(paths: Iterable[str], what: str = "the endpoint") -> None:
 
 
 def safe_target(root: Path, rel: str) -> Path:
-    """``root/rel`` after checking the string and that no existing symlink leads it outside ``root``."""
+    """``root/rel`` (``root`` is ``DEST/model``) after checking the string and that no symlink, ``root`` itself
+    included, leads it outside DEST (:func:`gptoss_cli.dest.inside`)."""
     why = check_relpath(rel)
     if why:
         raise IntegrityError(f"refusing file {rel!r}: its path {why}")
-    target = root / rel
-    real_root = os.path.realpath(root)
-    real = os.path.realpath(target)
-    if os.path.commonpath([real_root, real]) != real_root:
-        raise IntegrityError(f"refusing file {rel!r}: {target} resolves outside {root} (symlink)",
-                             hint="remove the symlink or choose another --dest")
-    return target
+    return inside(root.parent, root / rel)
 
 
 def pickle_files(paths: Iterable[str]) -> list[str]:
-    return [p for p in paths if p.lower().endswith(PICKLE_SUFFIXES)]
+    return [p for p in paths if is_pickle(p)]
 
 
 def refuse_pickle(paths: Iterable[str], allow_pickle: bool) -> None:

@@ -26,8 +26,9 @@ import sys
 import time
 from collections import OrderedDict
 from typing import Any, Protocol, Sequence
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
+from gptoss_cli.redact import mask_url as redact_url
 from gptoss_cli.serve.engine import SamplingParams
 
 log = logging.getLogger("gptoss.serve.cache")
@@ -151,19 +152,6 @@ class MemoryCache:
     async def close(self) -> None:
         self._data.clear()
         self.bytes = 0
-
-
-def redact_url(url: str) -> str:
-    """``redis://user:secret@host:6379/0`` → ``redis://***@host:6379/0`` (for logs and errors)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-        parts = parts._replace(netloc=netloc)
-    return urlunsplit(parts._replace(query="", fragment=""))
 
 
 class RedisCache:

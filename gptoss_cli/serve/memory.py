@@ -147,12 +147,15 @@ def available_bytes(device: str) -> int | None:
 def read_config(model_dir: Path) -> dict[str, Any]:
     path = Path(model_dir) / "config.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        config = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CouldNotRun(f"{model_dir} has no config.json",
                           hint="point at a model folder from `gptoss fetch`") from None
     except ValueError as exc:
         raise CouldNotRun(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise CouldNotRun(f"{path} is not a JSON object", hint="point at a model folder from `gptoss fetch`")
+    return config
 
 
 def estimate_memory(

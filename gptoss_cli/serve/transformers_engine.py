@@ -29,12 +29,12 @@ from gptoss_cli.errors import CouldNotRun, UsageError
 from gptoss_cli.serve.engine import STOP_TOKEN_TEXTS, SamplingParams
 from gptoss_cli.serve.memory import PREFILL_CHUNK, check_memory, estimate_memory, gib, read_config
 from gptoss_cli.serve.options import DTYPES
+from gptoss_cli.weights import is_pickle
 
 log = logging.getLogger("gptoss.serve")
 
 SMALL_MODEL_PARAMS = 50_000_000
 _GIL_FREE_CHARS = 32 * 1024  # longer texts are tokenised without holding the GIL (other threads keep running)
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 DEVICES = ("auto", "cpu", "cuda")  # --device; "cuda:N" names one GPU
 _DONE = object()
 
@@ -125,7 +125,7 @@ def check_weights(model_dir: Path) -> None:
         raise CouldNotRun(f"model folder {model_dir} does not exist", hint="run `gptoss fetch` or pass MODEL_DIR")
     if any(model_dir.glob("*.safetensors")):
         return
-    pickles = sorted(p.name for p in model_dir.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+    pickles = sorted(p.name for p in model_dir.iterdir() if is_pickle(p.name))
     if pickles:
         raise CouldNotRun(
             f"{model_dir} has only pickle weights ({', '.join(pickles[:3])}); gptoss loads safetensors only, "

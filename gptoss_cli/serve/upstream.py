@@ -26,6 +26,7 @@ import httpx
 
 from gptoss_cli.config import Secret
 from gptoss_cli.errors import UsageError
+from gptoss_cli.redact import public_url as safe_url
 from gptoss_cli.serve.errors import APIError
 from gptoss_cli.serve.upstream_errors import (
     UpstreamError,
@@ -102,19 +103,6 @@ class UpstreamConfig:
     @property
     def shown_url(self) -> str:
         return f"unix:{self.uds}" if self.uds else safe_url(self.url)
-
-
-def safe_url(url: str) -> str:
-    """The URL without user info, query or fragment (those may hold credentials)."""
-    try:
-        p = urlsplit(url)
-        host = p.hostname or ""
-        netloc = f"[{host}]" if ":" in host else host
-        if p.port:
-            netloc += f":{p.port}"
-        return urlunsplit((p.scheme, netloc, p.path, "", ""))
-    except ValueError:
-        return "<invalid URL>"
 
 
 class UpstreamBackend:
