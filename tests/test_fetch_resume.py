@@ -93,6 +93,8 @@ def test_ctrl_c_on_a_stalled_download_exits_130_at_once_and_keeps_the_part(tmp_p
         assert "interrupted" in err and "Traceback" not in err
         doc = json.loads(out)
         assert doc == {"schema": "gptoss.fetch/1", "ok": False, "exit_code": 130,
-                       "error": {"type": "Interrupted", "message": "interrupted", "hint": None}}
+                       "error": {"type": "Interrupted", "message": "interrupted",
+                                 "hint": "rerun the same command to resume: finished files and partial downloads "
+                                         "are kept in DEST"}}
         assert part_size(dest) == PAUSE_AT  # buffered bytes were flushed, not lost
         assert not (dest / "model" / SHARD).exists()
