@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import atexit
 import ipaddress
+import os
+import shutil
 import socket
 import sys
+import tempfile
 
 import pytest
+
+# Libraries that read their cache location once, at import (huggingface_hub's HF_HUB_CACHE), must already see a
+# temporary one when the test modules import them: the per-test fixture below comes too late for that.
+_SESSION_HOME = tempfile.mkdtemp(prefix="gptoss-tests-")
+atexit.register(shutil.rmtree, _SESSION_HOME, ignore_errors=True)
+for _name, _sub in (("GPTOSS_HOME", "gptoss-home"), ("HF_HOME", "hf-home"), ("XDG_CONFIG_HOME", "xdg-config"),
+                    ("XDG_CACHE_HOME", "xdg-cache")):
+    os.environ[_name] = os.path.join(_SESSION_HOME, _sub)
+    os.makedirs(os.environ[_name], exist_ok=True)
+os.environ.pop("HF_HUB_CACHE", None)
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
