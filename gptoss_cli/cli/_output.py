@@ -107,6 +107,16 @@ class Output:
         return not self.fold and self.out.is_terminal
 
     @property
+    def out_is_terminal(self) -> bool:
+        """Whether stdout is a terminal, without making the rich console when it does not exist yet."""
+        if "out" in self._consoles:
+            return self._consoles["out"].is_terminal
+        try:
+            return sys.stdout.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    @property
     def err_is_terminal(self) -> bool:
         """Whether stderr is a terminal, without making the rich console when it does not exist yet."""
         if "err" in self._consoles:

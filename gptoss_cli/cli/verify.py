@@ -16,7 +16,7 @@ from gptoss_cli.errors import CheckFailed
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from gptoss_cli.verify import FileCheck
+    from gptoss_cli.verify import FileCheck, VerifyResult
 
 _STYLE = {"ok": "green", "mismatch": "red", "missing": "red", "extra": "yellow"}
 
@@ -66,10 +66,29 @@ def verify(
         console.print(f"{verdict}: {result.summary()}; {human_size(result.bytes_hashed)} hashed in "
                       f"{result.seconds:.1f}s")
 
-    out.result(result, human)
+    if out.json_mode or out.out_is_terminal:
+        out.result(result, human)
+    else:  # piped (CI logs, scripts): plain aligned columns, whole names and hashes, and no rich to import
+        _plain(result, out)
     if not result.ok:
         raise CheckFailed(f"verify failed for {result.model_dir}: {result.summary()}",
                           hint="rerun `gptoss fetch` to repair (or --lock with the lock you trust)")
+
+
+def _plain(result: VerifyResult, out: Output) -> None:
+    import sys
+
+    rows = [(f.path, f.status, _detail(f, out)) for f in result.files if f.status != "ok" or len(result.files) <= 40]
+    rows += [(p, "extra", "not in the lock") for p in result.extra]
+    lines = []
+    if rows:
+        rows.insert(0, ("file", "status", "detail"))
+        width = [max(len(r[i]) for r in rows) for i in range(2)]
+        lines = [f"{a:<{width[0]}}  {b:<{width[1]}}  {c}".rstrip() for a, b, c in rows]
+    verdict = "all files match the lock" if result.ok else "verification failed"
+    lines.append(f"{verdict}: {result.summary()}; {human_size(result.bytes_hashed)} hashed in {result.seconds:.1f}s")
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
 
 
 def _detail(f: FileCheck, out: Output) -> str:
