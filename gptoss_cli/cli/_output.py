@@ -108,21 +108,18 @@ class Output:
 
     @property
     def out_is_terminal(self) -> bool:
-        """Whether stdout is a terminal, without making the rich console when it does not exist yet."""
-        if "out" in self._consoles:
-            return self._consoles["out"].is_terminal
-        try:
-            return sys.stdout.isatty()
-        except (AttributeError, ValueError):
-            return False
+        return self._is_terminal("out")
 
     @property
     def err_is_terminal(self) -> bool:
-        """Whether stderr is a terminal, without making the rich console when it does not exist yet."""
-        if "err" in self._consoles:
-            return self._consoles["err"].is_terminal
+        return self._is_terminal("err")
+
+    def _is_terminal(self, which: str) -> bool:
+        """Whether stdout/stderr is a terminal, without making the rich console when it does not exist yet."""
+        if which in self._consoles:
+            return self._consoles[which].is_terminal
         try:
-            return sys.stderr.isatty()
+            return (sys.stdout if which == "out" else sys.stderr).isatty()
         except (AttributeError, ValueError):
             return False
 
