@@ -26,9 +26,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gptoss_cli.serve.chat import plan_chat  # noqa: E402
-from gptoss_cli.serve.params import model_info  # noqa: E402
-from gptoss_cli.serve.protocol import ChatCompletionRequest  # noqa: E402
+from gptoss_cli.serve.openai.chat import plan_chat  # noqa: E402
+from gptoss_cli.serve.openai.params import model_info  # noqa: E402
+from gptoss_cli.serve.openai.protocol import ChatCompletionRequest  # noqa: E402
 from gptoss_cli.serve.settings import ServeSettings  # noqa: E402
 
 
@@ -53,7 +53,7 @@ class _AlreadyLoaded:
 
 def _engine(args: argparse.Namespace) -> Any:
     if args.scripted:
-        from gptoss_cli.serve.engine import ScriptedEngine
+        from gptoss_cli.serve.engines.interface import ScriptedEngine
 
         return ScriptedEngine(script=["<|channel|>final<|message|>" + "word " * 200])
     import torch
@@ -61,7 +61,7 @@ def _engine(args: argparse.Namespace) -> Any:
     if args.threads:
         torch.set_num_threads(args.threads)
     from gptoss_cli.demo import demo_model_dir
-    from gptoss_cli.serve.transformers_engine import TransformersEngine
+    from gptoss_cli.serve.engines.transformers.engine import TransformersEngine
 
     model_dir = demo_model_dir()
     return TransformersEngine(model_dir, device="cpu", dtype="float32", max_model_len=None)
@@ -89,7 +89,7 @@ def main() -> int:
     sys.path.insert(0, str(ROOT / "tests"))
     from serve_fixtures import live_server  # the tests' bounded uvicorn-in-a-thread helper
 
-    from gptoss_cli.serve.app import create_app
+    from gptoss_cli.serve.openai.app import create_app
 
     engine = _engine(args)
     t_load = time.perf_counter()
@@ -107,7 +107,7 @@ def main() -> int:
     if args.layers:
         import logging
 
-        from gptoss_cli.serve.layers import install
+        from gptoss_cli.serve.openai.layers import install
 
         install(app, emit_access_log=lambda line: None)
         logging.getLogger("gptoss.serve").setLevel(logging.WARNING)

@@ -4,7 +4,7 @@
   ``tests/fixtures/o200k_base.tiktoken``, wrapped to satisfy ``serve.engine.Tokenizer``.
 - ``reference_encoding()``: openai-harmony's encoding, loaded offline (``TIKTOKEN_ENCODINGS_BASE``).
 - ``CONVERSATIONS``: OpenAI chat requests; ``library_conversation()`` maps one onto openai-harmony objects (an
-  independent, deliberately plain restatement of the mapping documented in ``serve/harmony_render.py``) so the
+  independent, deliberately plain restatement of the mapping documented in ``serve/harmony/render.py``) so the
   library renders the golden prompt.
 - ``SEQUENCES``: model outputs in harmony text (special tokens literal) with the result our parser must give.
 """
@@ -327,7 +327,7 @@ CONVERSATIONS: list[Case] = [
 
 
 def instructions_for(case: Case) -> str | None:
-    from gptoss_cli.serve.harmony_render import JSON_OBJECT_INSTRUCTION, NAMED_TOOL_INSTRUCTION, REQUIRED_TOOL_INSTRUCTION
+    from gptoss_cli.serve.harmony.render import JSON_OBJECT_INSTRUCTION, NAMED_TOOL_INSTRUCTION, REQUIRED_TOOL_INSTRUCTION
 
     texts = [m["content"] for m in case.messages if m["role"] in ("system", "developer")]
     if case.tools and case.tool_choice == "required":

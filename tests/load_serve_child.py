@@ -9,9 +9,9 @@ import sys
 
 
 def main() -> None:
-    from gptoss_cli.serve.engine import ScriptedEngine
-    from gptoss_cli.serve.layers import install
-    from gptoss_cli.serve.runner import bind, serve_app
+    from gptoss_cli.serve.engines.interface import ScriptedEngine
+    from gptoss_cli.serve.openai.layers import install
+    from gptoss_cli.serve.runtime import bind, serve_app
     from gptoss_cli.serve.settings import ServeSettings
 
     port, delay, drain = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])

@@ -8,8 +8,8 @@ import threading
 import time
 from typing import Any, Iterator
 
-from gptoss_cli.serve.app import create_app
-from gptoss_cli.serve.engine import ScriptedEngine
+from gptoss_cli.serve.openai.app import create_app
+from gptoss_cli.serve.engines.interface import ScriptedEngine
 from gptoss_cli.serve.settings import ServeSettings
 from tests.ports import free_port
 

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from gptoss_cli.errors import UsageError
-from gptoss_cli.serve.cache import (
+from gptoss_cli.serve.generation.cache import (
     MemoryCache,
     RedisCache,
     cache_key,
@@ -16,7 +16,7 @@ from gptoss_cli.serve.cache import (
     open_cache,
     redact_url,
 )
-from gptoss_cli.serve.engine import SamplingParams
+from gptoss_cli.serve.engines.interface import SamplingParams
 from tests.redis_fixtures import redis_server, redis_url  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.timeout(60)

@@ -103,10 +103,10 @@ def test_bash_completion_offers_option_values():
 
 def test_offered_values_are_the_ones_the_commands_accept():
     from gptoss_cli.audit import FAIL_ON_CHOICES, FORMATS, SERVICE_CHOICES
-    from gptoss_cli.serve.backends import ENGINES
+    from gptoss_cli.serve.engines.build import ENGINES
     from gptoss_cli.serve.settings import EFFORTS
-    from gptoss_cli.serve.transformers_engine import resolve_dtype
-    from gptoss_cli.serve.vllm import DTYPES as VLLM_DTYPES
+    from gptoss_cli.serve.engines.transformers.engine import resolve_dtype
+    from gptoss_cli.serve.engines.vllm.backend import DTYPES as VLLM_DTYPES
 
     engines, efforts, formats, services, fail_on, dtypes = _bash(
         "gptoss serve --engine ", "gptoss serve --reasoning-effort ", "gptoss audit --format ",

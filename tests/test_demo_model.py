@@ -18,10 +18,10 @@ import pytest
 import gptoss_cli
 from gptoss_cli.demo import DEMO_CURRENT_DATE, DEMO_VERSION, MARKER, demo_info, demo_lock_path, demo_root, train
 from gptoss_cli.demo.corpus import prompt_fingerprint
-from gptoss_cli.serve.engine import SamplingParams
+from gptoss_cli.serve.engines.interface import SamplingParams
 from gptoss_cli.serve.harmony import RenderOptions, parse_completion, render_chat
-from gptoss_cli.serve.memory import read_safetensors_header
-from gptoss_cli.serve.transformers_engine import TransformersEngine
+from gptoss_cli.serve.engines.transformers.memory import read_safetensors_header
+from gptoss_cli.serve.engines.transformers.engine import TransformersEngine
 from gptoss_cli.verify import verify_lock
 from tests.model_fixtures import demo_model_dir, load_engine  # noqa: F401 - fixture
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from gptoss_cli.serve.harmony import RenderOptions, render_chat
-from gptoss_cli.serve.reasoning_wrappers import split_reasoning, strip_reasoning
-from gptoss_cli.serve.upstream_normalise import upstream_body
+from gptoss_cli.serve.harmony.reasoning_wrappers import split_reasoning, strip_reasoning
+from gptoss_cli.serve.engines.upstream.normalise import upstream_body
 
 FIXED = RenderOptions(current_date="2026-11-28")
 DETAILS_015 = ('<details style="color:gray;background-color: #f8f8f8;padding: 8px;border-radius: 4px;" open> '

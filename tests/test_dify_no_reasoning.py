@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from gptoss_cli.config import Secret
-from gptoss_cli.serve.no_reasoning import NoReasoningMiddleware, drop_reasoning, filter_sse
+from gptoss_cli.serve.openai.no_reasoning import NoReasoningMiddleware, drop_reasoning, filter_sse
 from tests.serve_fixtures import FINAL, ready_client, scripted, sse_events
 
 KEY = "sk-no-reasoning-key-5"

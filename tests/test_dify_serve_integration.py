@@ -28,7 +28,7 @@ READY_TIMEOUT = float(os.environ.get("GPTOSS_TEST_DEMO_TIMEOUT", "240"))
 
 
 def _missing() -> str | None:
-    for module, attr in (("gptoss_cli.serve.app", "create_app"), ("gptoss_cli.demo", "demo_model_dir")):
+    for module, attr in (("gptoss_cli.serve.openai.app", "create_app"), ("gptoss_cli.demo", "demo_model_dir")):
         try:
             if not hasattr(importlib.import_module(module), attr):
                 return f"{module}.{attr} is not available yet"
@@ -139,8 +139,8 @@ def test_demo_cannot_satisfy_schemas_so_structured_output_is_not_registered(demo
 def scripted_server() -> Iterator[tuple[str, str]]:
     """The real HTTP layer (create_app + uvicorn) over the scripted engine, with an API key."""
     try:
-        from gptoss_cli.serve.app import create_app
-        from gptoss_cli.serve.engine import ScriptedEngine
+        from gptoss_cli.serve.openai.app import create_app
+        from gptoss_cli.serve.engines.interface import ScriptedEngine
         from gptoss_cli.serve.settings import ServeSettings
         from tests.serve_fixtures import FINAL, live_server
     except ImportError as exc:

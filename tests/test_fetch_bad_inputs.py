@@ -74,7 +74,7 @@ def test_absurd_jobs_are_refused(tmp_path: Path, command: list[str]) -> None:
 
 
 def test_a_config_json_that_is_an_array_is_one_line(tmp_path: Path) -> None:
-    from gptoss_cli.serve.memory import estimate_memory
+    from gptoss_cli.serve.engines.transformers.memory import estimate_memory
 
     (tmp_path / "config.json").write_text("[1, 2]")
     with pytest.raises(CouldNotRun, match="not a JSON object"):

@@ -36,7 +36,7 @@ def demo_dir() -> Path:
 
 
 def _engine(folder: Path, dtype: str = "auto") -> Any:
-    from gptoss_cli.serve.transformers_engine import TransformersEngine
+    from gptoss_cli.serve.engines.transformers.engine import TransformersEngine
 
     engine = TransformersEngine(folder, device="cuda", dtype=dtype, max_model_len=None)
     engine.load()
@@ -44,7 +44,7 @@ def _engine(folder: Path, dtype: str = "auto") -> Any:
 
 
 def _generate(engine: Any, max_tokens: int = 16) -> list[int]:
-    from gptoss_cli.serve.engine import SamplingParams
+    from gptoss_cli.serve.engines.interface import SamplingParams
 
     prompt = engine.tokenizer.encode("<|start|>user<|message|>What is the capital of France?<|end|>"
                                      "<|start|>assistant")
@@ -87,9 +87,9 @@ def test_cuda_bfloat16(demo_dir: Path) -> None:
 def test_http_on_cuda(demo_dir: Path) -> None:
     from starlette.testclient import TestClient
 
-    from gptoss_cli.serve.app import create_app
+    from gptoss_cli.serve.openai.app import create_app
     from gptoss_cli.serve.settings import ServeSettings
-    from gptoss_cli.serve.transformers_engine import TransformersEngine
+    from gptoss_cli.serve.engines.transformers.engine import TransformersEngine
 
     engine = TransformersEngine(demo_dir, device="cuda", dtype="auto", max_model_len=None)
     app = create_app(ServeSettings(current_date="2026-01-01"), engine)

@@ -92,7 +92,7 @@ def test_client_text_survives_as_visible_text(case: Case):
 
 def test_named_tool_choice_prefill_carries_no_control_tokens():
     """The server's own prefill for a named tool choice puts the client's name in the header: as text."""
-    from gptoss_cli.serve.chat import prefill_for
+    from gptoss_cli.serve.openai.chat import prefill_for
 
     tok = o200k_harmony()
     prefill = prefill_for({"type": "function", "function": {"name": "lookup" + EVIL}})

@@ -6,15 +6,15 @@ from datetime import datetime, timezone
 
 import pytest
 
-from gptoss_cli.serve.engine import HARMONY_SPECIAL_TOKENS, ByteTokenizer
+from gptoss_cli.serve.engines.interface import HARMONY_SPECIAL_TOKENS, ByteTokenizer
 from gptoss_cli.serve.harmony import RenderOptions, render_chat
-from gptoss_cli.serve.harmony_render import (
+from gptoss_cli.serve.harmony.render import (
     JSON_OBJECT_INSTRUCTION,
     NAMED_TOOL_INSTRUCTION,
     REQUIRED_TOOL_INSTRUCTION,
     split_think,
 )
-from gptoss_cli.serve.harmony_schema import json_display, rust_lines
+from gptoss_cli.serve.harmony.schema import json_display, rust_lines
 from tests.harmony_corpus import NO_PARAMS, WEATHER, call
 
 FIXED = RenderOptions(current_date="2026-11-28")

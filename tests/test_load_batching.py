@@ -10,10 +10,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from gptoss_cli.serve.batching import BatchingEngine, EngineFailure, kv_sizing  # noqa: E402
-from gptoss_cli.serve.memory import kv_cache_bytes  # noqa: E402
+from gptoss_cli.serve.engines.transformers.batching import BatchingEngine, EngineFailure, kv_sizing  # noqa: E402
+from gptoss_cli.serve.engines.transformers.memory import kv_cache_bytes  # noqa: E402
 from gptoss_cli.serve.options import parse_size as parse_bytes  # noqa: E402
-from gptoss_cli.serve.engine import SamplingParams  # noqa: E402
+from gptoss_cli.serve.engines.interface import SamplingParams  # noqa: E402
 from tests.load_fixtures import reference_greedy, tiny_gpt_oss, torch_threads  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
@@ -195,7 +195,7 @@ def test_kv_sizing_and_parse_bytes(model):
 
 def test_wrapped_transformers_engine_matches_unbatched_greedy_and_seeded(tmp_path):
     """The real engine alone vs the same engine behind the batching loop, on a tiny model folder."""
-    from gptoss_cli.serve.transformers_engine import TransformersEngine
+    from gptoss_cli.serve.engines.transformers.engine import TransformersEngine
     from tests.model_fixtures import make_tiny_model
 
     folder = make_tiny_model(tmp_path / "tiny")
@@ -241,7 +241,7 @@ def test_tiny_temperature_is_greedy_and_its_neighbours_are_untouched(model, engi
 
 def test_a_row_that_fails_fails_alone_and_the_batch_goes_on(model, engine, monkeypatch):
     """A failure while sampling one row ends that request only; the rows decoded with it finish normally."""
-    from gptoss_cli.serve import sampling
+    from gptoss_cli.serve.engines.transformers import sampling
 
     original = sampling.RowSampler.pick
     picks: dict[int, int] = {}
@@ -302,7 +302,7 @@ def test_a_failed_prefill_fails_only_the_newcomer(model, monkeypatch):
 
 def test_seeds_are_reduced_the_same_way_on_both_paths(tmp_path):
     """One documented reduction (seed mod 2**64) on the single and the batched path, negative seeds included."""
-    from gptoss_cli.serve.transformers_engine import TransformersEngine
+    from gptoss_cli.serve.engines.transformers.engine import TransformersEngine
     from tests.model_fixtures import make_tiny_model
 
     folder = make_tiny_model(tmp_path / "tiny")

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gptoss_cli.serve.app import create_app
-from gptoss_cli.serve.engine import ScriptedEngine
-from gptoss_cli.serve.layers import install
+from gptoss_cli.serve.openai.app import create_app
+from gptoss_cli.serve.engines.interface import ScriptedEngine
+from gptoss_cli.serve.openai.layers import install
 from gptoss_cli.serve.settings import ServeSettings
 from tests.redis_fixtures import redis_server, redis_url  # noqa: F401 - fixtures
 from tests.serve_fixtures import FINAL, live_server
@@ -230,7 +230,7 @@ def test_listening_socket_is_tcp_so_nagle_is_off():
     and without it every small SSE write waits ~40 ms for the client's delayed ACK."""
     import socket as socketlib
 
-    from gptoss_cli.serve.runner import bind
+    from gptoss_cli.serve.runtime import bind
 
     sock = bind("127.0.0.1", 0)
     try:

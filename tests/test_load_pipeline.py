@@ -16,12 +16,12 @@ import time
 import httpx
 import pytest
 
-from gptoss_cli.serve.accesslog import AccessLogMiddleware, current_record, format_line, RequestRecord
-from gptoss_cli.serve.cache import MemoryCache
-from gptoss_cli.serve.engine import ByteTokenizer, SamplingParams, ScriptedEngine
-from gptoss_cli.serve.metrics import ServeMetrics
-from gptoss_cli.serve.pipeline import GenerationPipeline
-from gptoss_cli.serve.scheduler import Scheduler
+from gptoss_cli.serve.openai.accesslog import AccessLogMiddleware, current_record, format_line, RequestRecord
+from gptoss_cli.serve.generation.cache import MemoryCache
+from gptoss_cli.serve.engines.interface import ByteTokenizer, SamplingParams, ScriptedEngine
+from gptoss_cli.serve.generation.metrics import ServeMetrics
+from gptoss_cli.serve.generation.pipeline import GenerationPipeline
+from gptoss_cli.serve.generation.scheduler import Scheduler
 from tests.ports import free_port as _free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -235,7 +235,7 @@ def test_non_streaming_disconnect_frees_the_slot_within_one_second():
 
 
 def test_draining_refuses_even_cache_hits():
-    from gptoss_cli.serve.scheduler import Draining
+    from gptoss_cli.serve.generation.scheduler import Draining
 
     async def main():
         pipe, _, sched, metrics = make()

@@ -10,11 +10,11 @@ import pytest
 
 pytest.importorskip("torch")
 
-from gptoss_cli.serve.app import create_app  # noqa: E402
-from gptoss_cli.serve.batching import BatchingEngine  # noqa: E402
-from gptoss_cli.serve.layers import batching_engine, install  # noqa: E402
+from gptoss_cli.serve.openai.app import create_app  # noqa: E402
+from gptoss_cli.serve.engines.transformers.batching import BatchingEngine  # noqa: E402
+from gptoss_cli.serve.openai.layers import batching_engine, install  # noqa: E402
 from gptoss_cli.serve.settings import ServeSettings  # noqa: E402
-from gptoss_cli.serve.transformers_engine import TransformersEngine  # noqa: E402
+from gptoss_cli.serve.engines.transformers.engine import TransformersEngine  # noqa: E402
 from tests.load_fixtures import torch_threads  # noqa: E402
 from tests.model_fixtures import make_tiny_model  # noqa: E402
 from tests.serve_fixtures import live_server  # noqa: E402

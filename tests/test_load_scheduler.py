@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from gptoss_cli.serve.engine import SamplingParams, ScriptedEngine
-from gptoss_cli.serve.scheduler import Aborted, Draining, Overloaded, RequestTimedOut, Scheduler
+from gptoss_cli.serve.engines.interface import SamplingParams, ScriptedEngine
+from gptoss_cli.serve.generation.scheduler import Aborted, Draining, Overloaded, RequestTimedOut, Scheduler
 
 pytestmark = pytest.mark.timeout(30)
 

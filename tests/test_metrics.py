@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gptoss_cli.serve.metrics import ServeMetrics, route_label
-from gptoss_cli.serve.scheduler import Overloaded, Scheduler
+from gptoss_cli.serve.generation.metrics import ServeMetrics, route_label
+from gptoss_cli.serve.generation.scheduler import Overloaded, Scheduler
 
 pytestmark = pytest.mark.timeout(30)
 

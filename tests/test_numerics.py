@@ -1,4 +1,4 @@
-"""``serve/numerics.py``: rows of logits that cannot be sampled from are found, the others are left alone."""
+"""``serve/engines/transformers/numerics.py``: rows of logits that cannot be sampled from are found, the others are left alone."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from gptoss_cli.serve.errors import APIError  # noqa: E402
-from gptoss_cli.serve.numerics import NON_FINITE_MESSAGE, NonFiniteLogits, check_finite, non_finite_rows  # noqa: E402
+from gptoss_cli.serve.engines.transformers.numerics import NON_FINITE_MESSAGE, NonFiniteLogits, check_finite, non_finite_rows  # noqa: E402
 
 
 def test_only_the_rows_that_cannot_be_sampled_are_reported():
@@ -42,9 +42,9 @@ def test_a_batch_row_with_broken_logits_fails_alone():
     """The batched loop's sampler: the NaN row gets NonFiniteLogits in its place, the other rows their tokens."""
     from types import SimpleNamespace
 
-    from gptoss_cli.serve.batch_state import sample
-    from gptoss_cli.serve.engine import SamplingParams
-    from gptoss_cli.serve.sampling import RowSampler
+    from gptoss_cli.serve.engines.transformers.batch_state import sample
+    from gptoss_cli.serve.engines.interface import SamplingParams
+    from gptoss_cli.serve.engines.transformers.sampling import RowSampler
 
     logits = torch.zeros(3, 6)
     logits[0, 4] = logits[2, 1] = 5.0
@@ -70,9 +70,9 @@ def _nan_model(tmp_path):
 def test_nan_logits_are_an_engine_error_not_a_reply(tmp_path, batched):
     import asyncio
 
-    from gptoss_cli.serve.batching import BatchingEngine
-    from gptoss_cli.serve.engine import SamplingParams
-    from gptoss_cli.serve.transformers_engine import TransformersEngine
+    from gptoss_cli.serve.engines.transformers.batching import BatchingEngine
+    from gptoss_cli.serve.engines.interface import SamplingParams
+    from gptoss_cli.serve.engines.transformers.engine import TransformersEngine
     from tests.model_fixtures import load_engine
 
     engine = load_engine(TransformersEngine(_nan_model(tmp_path), device="cpu", dtype="float32"))

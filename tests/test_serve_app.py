@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gptoss_cli.serve.protocol import ChatCompletion, ChatCompletionChunk, Completion
+from gptoss_cli.serve.openai.protocol import ChatCompletion, ChatCompletionChunk, Completion
 from tests.serve_fixtures import FINAL, USER_HI, ready_client, scripted, sse_events
 
 RETURN, CALL, ENDOFTEXT = 200002, 200012, 199999

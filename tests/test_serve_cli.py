@@ -17,8 +17,8 @@ from gptoss_cli.cli import app
 from gptoss_cli.cli import serve as serve_cmd
 from gptoss_cli.config import Secret
 from gptoss_cli.lockfile import Lock, LockedFile, ModelPin, write_lock
-from gptoss_cli.serve.engine import ScriptedEngine
-from gptoss_cli.serve.runner import base_url, bind, example_curl
+from gptoss_cli.serve.engines.interface import ScriptedEngine
+from gptoss_cli.serve.runtime import base_url, bind, example_curl
 from gptoss_cli.serve.settings import ServeSettings, host_is_loopback
 from tests.ports import free_port
 from tests.serve_fixtures import FINAL
@@ -199,7 +199,7 @@ def test_ipv6_hosts_serve_and_the_ready_line_never_names_a_variable_that_was_not
 
 
 def test_warns_beyond_loopback_without_key(model_dest, fake_engine, monkeypatch):
-    import gptoss_cli.serve.runner as runner
+    import gptoss_cli.serve.runtime as runner
 
     def stop(host, port):
         raise serve_cmd.CouldNotRun("stop here")
@@ -244,7 +244,7 @@ def test_memory_check_refuses_with_numbers(tmp_path, monkeypatch):
     import torch
     from safetensors.torch import save_file
 
-    from gptoss_cli.serve import memory
+    from gptoss_cli.serve.engines.transformers import memory
 
     model = tmp_path / "model"
     model.mkdir()

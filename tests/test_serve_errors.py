@@ -9,8 +9,8 @@ from typing import AsyncIterator
 import pytest
 
 from gptoss_cli.config import Secret
-from gptoss_cli.serve.app import create_app
-from gptoss_cli.serve.engine import SamplingParams, ScriptedEngine
+from gptoss_cli.serve.openai.app import create_app
+from gptoss_cli.serve.engines.interface import SamplingParams, ScriptedEngine
 from gptoss_cli.serve.settings import ServeSettings
 from tests.serve_fixtures import FINAL, USER_HI, ready_client, scripted, sse_events
 
@@ -217,7 +217,7 @@ def test_engine_failure_mid_stream_sends_an_error_event_then_done():
 
 
 def test_unexpected_bug_is_a_500_envelope(monkeypatch):
-    from gptoss_cli.serve import routes
+    from gptoss_cli.serve.openai import routes
 
     def boom(*args, **kwargs):
         raise KeyError("internal")

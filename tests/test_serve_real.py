@@ -7,7 +7,7 @@ import json
 import openai
 import pytest
 
-from gptoss_cli.serve.app import create_app
+from gptoss_cli.serve.openai.app import create_app
 from gptoss_cli.serve.settings import ServeSettings
 from tests.model_fixtures import demo_model_dir, make_tiny_model  # noqa: F401 - fixture
 from tests.serve_fixtures import WEATHER_TOOL, live_server
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def demo_server(demo_model_dir):  # noqa: F811
     from gptoss_cli.demo import DEMO_CURRENT_DATE
-    from gptoss_cli.serve.transformers_engine import TransformersEngine
+    from gptoss_cli.serve.engines.transformers.engine import TransformersEngine
 
     engine = TransformersEngine(demo_model_dir, device="cpu", dtype="float32")
     app = create_app(ServeSettings(current_date=DEMO_CURRENT_DATE), engine)
@@ -73,7 +73,7 @@ def test_demo_dify_validation_and_completions(demo_server):
 
 
 def test_random_tiny_model_output_never_breaks_the_server(tmp_path):
-    from gptoss_cli.serve.transformers_engine import TransformersEngine
+    from gptoss_cli.serve.engines.transformers.engine import TransformersEngine
 
     folder = make_tiny_model(tmp_path / "tiny")
     engine = TransformersEngine(folder, device="cpu", dtype="float32")

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from gptoss_cli.config import Secret
-from gptoss_cli.serve.app import create_app
-from gptoss_cli.serve.engine import ByteTokenizer, ScriptedEngine
+from gptoss_cli.serve.openai.app import create_app
+from gptoss_cli.serve.engines.interface import ByteTokenizer, ScriptedEngine
 from gptoss_cli.serve.settings import ServeSettings
 from tests.serve_fixtures import FINAL, USER_HI, WEATHER_TOOL, live_server, ready_client, scripted, sse_events
 
@@ -130,7 +130,9 @@ def test_endoftext_is_a_stop_id_so_no_extra_decode_step_runs():
 
 
 def test_stop_token_texts_live_in_one_place():
-    from gptoss_cli.serve import engine, params, transformers_engine
+    from gptoss_cli.serve.engines import interface as engine
+    from gptoss_cli.serve.openai import params
+    from gptoss_cli.serve.engines.transformers import engine as transformers_engine
 
     assert not hasattr(params, "STOP_TOKEN_TEXTS") or params.STOP_TOKEN_TEXTS is engine.STOP_TOKEN_TEXTS
     assert not hasattr(transformers_engine, "HARMONY_STOP_TEXTS")

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from gptoss_cli.errors import CouldNotRun
-from gptoss_cli.serve.engine import SamplingParams, Tokenizer
-from gptoss_cli.serve.memory import GIB, check_memory, estimate_memory, weight_bytes
-from gptoss_cli.serve.transformers_engine import TransformersEngine
+from gptoss_cli.serve.engines.interface import SamplingParams, Tokenizer
+from gptoss_cli.serve.engines.transformers.memory import GIB, check_memory, estimate_memory, weight_bytes
+from gptoss_cli.serve.engines.transformers.engine import TransformersEngine
 from tests.model_fixtures import load_engine, make_tiny_model, make_tiny_mxfp4_model, make_virtual_20b
 
 PROMPT = "<|start|>user<|message|>hello there<|end|><|start|>assistant"
@@ -228,7 +228,7 @@ def test_memory_estimate_of_gpt_oss_20b(tmp_path: Path) -> None:
 
 
 def test_load_refuses_before_loading_when_memory_is_short(tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gptoss_cli.serve import memory
+    from gptoss_cli.serve.engines.transformers import memory
 
     monkeypatch.setattr(memory, "available_bytes", lambda device: 1024)
     eng = TransformersEngine(tiny_dir, device="cpu")

@@ -13,7 +13,7 @@ import pytest
 from gptoss_cli.config import Secret
 from gptoss_cli.errors import UsageError
 from gptoss_cli.serve.errors import APIError
-from gptoss_cli.serve.upstream import (
+from gptoss_cli.serve.engines.upstream.backend import (
     ChatBackend,
     Observation,
     UpstreamBackend,

@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from gptoss_cli.config import Secret
-from gptoss_cli.serve.app import create_app
+from gptoss_cli.serve.openai.app import create_app
 from gptoss_cli.serve.settings import ServeSettings
-from gptoss_cli.serve.upstream import UpstreamBackend, UpstreamConfig
+from gptoss_cli.serve.engines.upstream.backend import UpstreamBackend, UpstreamConfig
 from tests.serve_fixtures import WEATHER_TOOL, live_server, sse_events
 from tests.ports import free_port
 from tests.upstream_fixtures import UPSTREAM_KEY, FakeUpstream
@@ -48,7 +48,7 @@ def front(url: str, *, layers: bool = True, log: list[str] | None = None, **sett
     settings.setdefault("api_key", Secret(FRONT_KEY))
     app = create_app(ServeSettings(**settings), backend)
     if layers:
-        from gptoss_cli.serve.layers import install
+        from gptoss_cli.serve.openai.layers import install
 
         install(app, emit_access_log=(log.append if log is not None else lambda line: None))
     return app

@@ -9,9 +9,9 @@ import pytest
 
 from gptoss_cli.config import load_settings
 from gptoss_cli.errors import CouldNotRun, UsageError
-from gptoss_cli.serve.backends import build_backend, check_engine
-from gptoss_cli.serve.upstream import UpstreamBackend
-from gptoss_cli.serve.vllm import VllmBackend
+from gptoss_cli.serve.engines.build import build_backend, check_engine
+from gptoss_cli.serve.engines.upstream.backend import UpstreamBackend
+from gptoss_cli.serve.engines.vllm.backend import VllmBackend
 
 
 def settings(flags: dict, env: dict | None = None):  # noqa: ANN201

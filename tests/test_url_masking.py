@@ -63,7 +63,8 @@ def test_one_helper_masks_every_shape() -> None:
 
 def test_every_layer_uses_the_one_helper() -> None:
     from gptoss_cli import lockfile, redact
-    from gptoss_cli.serve import cache, upstream
+    from gptoss_cli.serve.generation import cache
+    from gptoss_cli.serve.engines.upstream import backend as upstream
 
     assert lockfile.public_url is redact.public_url and lockfile.scrub_userinfo is redact.scrub_userinfo
     assert cache.redact_url is redact.mask_url and upstream.safe_url is redact.public_url

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from gptoss_cli.errors import CouldNotRun, UsageError
-from gptoss_cli.serve.supervisor import ChildFailed, ChildSupervisor
-from gptoss_cli.serve.vllm import OFFLINE_ENV, VllmBackend, VllmOptions, preflight, private_socket_path, vllm_argv, vllm_env
+from gptoss_cli.serve.engines.vllm.supervisor import ChildFailed, ChildSupervisor
+from gptoss_cli.serve.engines.vllm.backend import OFFLINE_ENV, VllmBackend, VllmOptions, preflight, private_socket_path, vllm_argv, vllm_env
 from tests.ports import free_port
 from tests.upstream_fixtures import write_fake_vllm
 

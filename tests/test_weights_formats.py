@@ -12,7 +12,7 @@ from gptoss_cli.fetch.select import refuse_pickle
 
 @pytest.mark.parametrize("name", ["weights.pickle", "model.PT", "pytorch_model.bin", "x.ckpt"])
 def test_fetch_and_serve_refuse_the_same_pickle_files(tmp_path: Path, name: str) -> None:
-    from gptoss_cli.serve.transformers_engine import check_weights
+    from gptoss_cli.serve.engines.transformers.engine import check_weights
 
     with pytest.raises(UsageError, match="pickle"):
         refuse_pickle([name], allow_pickle=False)
@@ -24,7 +24,7 @@ def test_fetch_and_serve_refuse_the_same_pickle_files(tmp_path: Path, name: str)
 def test_one_list() -> None:
     from gptoss_cli import weights
     from gptoss_cli.fetch import select
-    from gptoss_cli.serve import transformers_engine
+    from gptoss_cli.serve.engines.transformers import engine as transformers_engine
 
     assert select.PICKLE_SUFFIXES is weights.PICKLE_SUFFIXES
     assert not hasattr(transformers_engine, "_PICKLE_SUFFIXES")

@@ -41,7 +41,7 @@ def serve(
         typer.Option(help="Require this Bearer key on /v1/* (prefer the GPTOSS_API_KEY variable).", show_default=False),
     ] = None,
     device: Annotated[Optional[str], typer.Option(
-        autocompletion=offer("gptoss_cli.serve.transformers_engine:DEVICES"),
+        autocompletion=offer("gptoss_cli.serve.engines.transformers.engine:DEVICES"),
         help="auto, cpu, cuda or cuda:N. (default: auto)")] = None,
     dtype: Annotated[Optional[str], typer.Option(
         autocompletion=offer("gptoss_cli.serve.options:DTYPES"),
@@ -91,7 +91,7 @@ def serve(
         Optional[bool], typer.Option("--log-prompts", help="Put prompt and completion text in the access log.")
     ] = None,
     engine_kind: Annotated[
-        Optional[str], typer.Option("--engine", autocompletion=offer("gptoss_cli.serve.backends:ENGINES"),
+        Optional[str], typer.Option("--engine", autocompletion=offer("gptoss_cli.serve.engines.build:ENGINES"),
                                     help="transformers (in process), vllm (supervised child) or "
                                     "upstream (a server you run). (default: transformers)")
     ] = None,
@@ -111,7 +111,7 @@ def serve(
         Optional[int], typer.Option(min=1, help="--engine vllm: pipeline stages, e.g. one per node. (default: 1)")
     ] = None,
     distributed_executor_backend: Annotated[
-        Optional[str], typer.Option(autocompletion=offer("gptoss_cli.serve.vllm:EXECUTOR_BACKENDS"),
+        Optional[str], typer.Option(autocompletion=offer("gptoss_cli.serve.engines.vllm.backend:EXECUTOR_BACKENDS"),
                                     help="--engine vllm: mp, ray, uni or external_launcher. (default: vLLM's)")
     ] = None,
     vllm_arg: Annotated[
@@ -147,9 +147,9 @@ def serve(
 
 def _start(settings: Settings, model_dir: Optional[Path], *, demo: bool, skip_verify: bool, out: Output) -> None:
     """Check every option and bind the port (fast failures, exit 2/3), then serve."""
-    from gptoss_cli.serve.backends import check_engine
+    from gptoss_cli.serve.engines.build import check_engine
     from gptoss_cli.serve.options import check_serve_options, normalise_host
-    from gptoss_cli.serve.runner import bind
+    from gptoss_cli.serve.runtime import bind
     from gptoss_cli.serve.settings import host_is_loopback
 
     kind = check_engine(settings["serve.engine"])
@@ -211,9 +211,9 @@ class JsonLogOutput(Output):
 
 def _serve_on(sock: Any, settings: Settings, kind: str, folder: Optional[Path], *, demo: bool, skip_verify: bool,
               out: Output) -> None:
-    from gptoss_cli.serve.backends import REQUEST_LEVEL_CONCURRENCY, REQUEST_LEVEL_QUEUE, build_backend
-    from gptoss_cli.serve.layers import batching_engine, install
-    from gptoss_cli.serve.runner import base_url, ready_line, serve_app
+    from gptoss_cli.serve.engines.build import REQUEST_LEVEL_CONCURRENCY, REQUEST_LEVEL_QUEUE, build_backend
+    from gptoss_cli.serve.openai.layers import batching_engine, install
+    from gptoss_cli.serve.runtime import base_url, ready_line, serve_app
     from gptoss_cli.serve.settings import ServeSettings
 
     overrides: dict[str, Any] = {}
@@ -319,8 +319,8 @@ def _demo_date() -> str:
 
 def _check_memory(folder: Path, settings: Settings, out: Output) -> None:
     """Refuse (exit 3, with the numbers) a model that cannot fit, instead of being OOM-killed mid-load."""
-    from gptoss_cli.serve.memory import check_memory, gib
-    from gptoss_cli.serve.transformers_engine import (
+    from gptoss_cli.serve.engines.transformers.memory import check_memory, gib
+    from gptoss_cli.serve.engines.transformers.engine import (
         check_weights,
         native_mxfp4_available,
         resolve_device,
@@ -337,7 +337,7 @@ def _check_memory(folder: Path, settings: Settings, out: Output) -> None:
 
 
 def _make_engine(folder: Path, settings: Settings) -> Any:
-    from gptoss_cli.serve.transformers_engine import TransformersEngine
+    from gptoss_cli.serve.engines.transformers.engine import TransformersEngine
 
     return TransformersEngine(folder, device=settings["serve.device"], dtype=settings["serve.dtype"],
                               max_model_len=settings.get("serve.max_model_len"))

@@ -10,7 +10,7 @@ from gptoss_cli.dify import console
 from gptoss_cli.dify.client import DifyClient
 from gptoss_cli.dify.errors import CredentialsRejectedError, DifyError, PluginMissingError
 from gptoss_cli.dify.preflight import lan_address, loopback_warning
-from gptoss_cli.serve.no_reasoning import NO_REASONING_PREFIX
+from gptoss_cli.serve.openai.no_reasoning import NO_REASONING_PREFIX
 
 _VALIDATION_MARKERS = ("credentials validation", "validation failed", "invalid response object", "json decode")
 

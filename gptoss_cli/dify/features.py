@@ -6,7 +6,7 @@ Reasoning (``--show-reasoning/--hide-reasoning``):
   "Thinking..." block; the gptoss renderer drops that block from the history Dify sends back.
 - hidden-by-dify: the schema has ``agent_thought_support`` and the plugin filters (0.0.33+): ``not_supported``.
 - hidden-by-server: no such switch (Dify 0.15, plugins before 0.0.33): the model is registered at the server's
-  no-reasoning mount, ``…/no-reasoning/v1`` (serve/no_reasoning.py), which answers like ``/v1`` without reasoning.
+  no-reasoning mount, ``…/no-reasoning/v1`` (serve/openai/no_reasoning.py), which answers like ``/v1`` without reasoning.
 
 Structured output: ``structured_output_support: supported`` makes Dify send ``response_format`` ``json_schema``. It is
 registered only when the endpoint answered such a request, shaped as Dify sends it, with JSON that satisfies the
@@ -24,7 +24,7 @@ import httpx
 from packaging.version import InvalidVersion, Version
 
 from gptoss_cli.config import Secret
-from gptoss_cli.serve.no_reasoning import NO_REASONING_PREFIX
+from gptoss_cli.serve.openai.no_reasoning import NO_REASONING_PREFIX
 
 FILTERING_PLUGIN = Version("0.0.33")  # the openai_api_compatible plugin hides <think> with not_supported from here
 HIDE_NOTE = ("hiding changes what Dify shows and stores, not what the model does: gpt-oss still reasons before "

@@ -136,13 +136,13 @@ def _names(value: Any) -> str | None:
 def _executor(value: Any) -> str | None:
     if value is None:
         return None
-    from gptoss_cli.serve.vllm import EXECUTOR_BACKENDS
+    from gptoss_cli.serve.engines.vllm.backend import EXECUTOR_BACKENDS
 
     return _one_of(EXECUTOR_BACKENDS)(value)
 
 
 def _engine(value: Any) -> str | None:
-    from gptoss_cli.serve.backends import ENGINES
+    from gptoss_cli.serve.engines.build import ENGINES
 
     return _one_of(ENGINES)(value)
 

@@ -109,7 +109,7 @@ def serve_app(
         host=host,
         port=port,
         log_level=log_level,
-        access_log=False,  # our own access log (serve/accesslog.py) replaces uvicorn's
+        access_log=False,  # our own access log (serve/openai/accesslog.py) replaces uvicorn's
         timeout_graceful_shutdown=5,
         **uvicorn_kwargs,
     )

@@ -18,17 +18,17 @@ import logging
 import time
 from typing import Any, Sequence
 
-from gptoss_cli.serve.accesslog import LOG_FORMATS, AccessLogMiddleware, configure_access_logger
-from gptoss_cli.serve.cache import open_cache
-from gptoss_cli.serve.pipeline import GenerationPipeline
-from gptoss_cli.serve.scheduler import Scheduler
+from gptoss_cli.serve.openai.accesslog import LOG_FORMATS, AccessLogMiddleware, configure_access_logger
+from gptoss_cli.serve.generation.cache import open_cache
+from gptoss_cli.serve.generation.pipeline import GenerationPipeline
+from gptoss_cli.serve.generation.scheduler import Scheduler
 
 log = logging.getLogger("gptoss.serve")
 
 
 def batching_engine(engine: Any, settings: Any) -> Any:
     """``BatchingEngine.wrap(engine)`` for transformers engines when ``max_concurrency > 1``; else ``engine``."""
-    from gptoss_cli.serve.batching import BatchingEngine
+    from gptoss_cli.serve.engines.transformers.batching import BatchingEngine
     from gptoss_cli.serve.options import parse_size
 
     batchable = getattr(engine, "supports_batching", type(engine).__name__ == "TransformersEngine")
@@ -43,7 +43,7 @@ def install(app: Any, *, emit_access_log: Any = None) -> Any:
     from starlette.responses import Response
 
     from gptoss_cli import __version__
-    from gptoss_cli.serve.metrics import ServeMetrics
+    from gptoss_cli.serve.generation.metrics import ServeMetrics
 
     state = app.state
     settings = state.settings  # a ServeSettings: its options are checked when it is built

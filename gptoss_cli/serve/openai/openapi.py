@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from gptoss_cli.serve.protocol import INT64_MAX, INT64_MIN
+from gptoss_cli.serve.openai.protocol import INT64_MAX, INT64_MIN
 
 BEARER_SCHEME = "bearerAuth"
 _OPERATIONS = ("get", "post", "put", "patch", "delete")

@@ -8,7 +8,7 @@ warming up. This loop keeps an ordinary ``DynamicCache`` of the running batch, l
 - prefills newly arrived requests together (left-padded, one forward, only the last position's logits),
 - merges their cache rows into the running batch (padding the shorter side on the left),
 - runs one decode step for all rows per iteration, sampling each row with its own ``RowSampler``
-  (``serve/sampling.py``, the same code as the single-sequence engine: one seed, one answer on either path),
+  (``serve/engines/transformers/sampling.py``, the same code as the single-sequence engine: one seed, one answer on either path),
 - drops finished, failed or cancelled rows at once and trims leading columns that are padding in every row.
 
 A request never fails its neighbours: a row whose sampling fails ends alone; a failed prefill fails only the
@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Callable
 
-from gptoss_cli.serve.engine import SamplingParams, Tokenizer
+from gptoss_cli.serve.engines.interface import SamplingParams, Tokenizer
 
 log = logging.getLogger("gptoss.serve.batching")
 
@@ -65,7 +65,7 @@ class KVSizing:
 
 def kv_sizing(config: Any, dtype_bytes: int, budget_bytes: int, max_model_len: int) -> KVSizing:
     """KV bytes per token from a transformers config (the one rule: ``memory.kv_shape``)."""
-    from gptoss_cli.serve.memory import kv_shape
+    from gptoss_cli.serve.engines.transformers.memory import kv_shape
 
     shape = kv_shape(config, dtype_bytes)
     return KVSizing(
@@ -221,7 +221,7 @@ class BatchingEngine:
     def _run(self) -> None:
         import torch
 
-        from gptoss_cli.serve.batch_state import BatchState
+        from gptoss_cli.serve.engines.transformers.batch_state import BatchState
 
         state = BatchState(self.model)
         pending: list[_Request] = []

@@ -45,7 +45,7 @@ def build_backend(
 
 
 def _upstream(settings: Settings, env: Mapping[str, str] | None) -> Any:
-    from gptoss_cli.serve.upstream import UpstreamBackend, UpstreamConfig
+    from gptoss_cli.serve.engines.upstream.backend import UpstreamBackend, UpstreamConfig
 
     url = settings.get("serve.upstream_url")
     if not url:
@@ -70,7 +70,7 @@ def _vllm(settings: Settings, model_dir: Path, env: Mapping[str, str] | None,
           on_output: Callable[[str], None] | None) -> tuple[Any, list[str]]:
     import os
 
-    from gptoss_cli.serve.vllm import VllmBackend, VllmOptions, preflight
+    from gptoss_cli.serve.engines.vllm.backend import VllmBackend, VllmOptions, preflight
 
     if settings.get("serve.upstream_url"):
         raise UsageError("--upstream-url is for --engine upstream; --engine vllm starts its own server")

@@ -17,7 +17,7 @@ import json
 from typing import Any
 
 from gptoss_cli.serve.errors import APIError, BadRequest, Overloaded
-from gptoss_cli.serve.upstream_normalise import error_envelope
+from gptoss_cli.serve.engines.upstream.normalise import error_envelope
 
 
 class UpstreamError(APIError):

@@ -29,7 +29,7 @@ from typing import Any, Protocol, Sequence
 from urllib.parse import urlsplit
 
 from gptoss_cli.redact import mask_url as redact_url
-from gptoss_cli.serve.engine import SamplingParams
+from gptoss_cli.serve.engines.interface import SamplingParams
 
 log = logging.getLogger("gptoss.serve.cache")
 

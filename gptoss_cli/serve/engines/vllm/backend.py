@@ -31,8 +31,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from gptoss_cli.config import FIELDS, Secret
 from gptoss_cli.errors import CouldNotRun, UsageError
-from gptoss_cli.serve.supervisor import ChildFailed, ChildSupervisor
-from gptoss_cli.serve.upstream import UpstreamBackend, UpstreamConfig
+from gptoss_cli.serve.engines.vllm.supervisor import ChildFailed, ChildSupervisor
+from gptoss_cli.serve.engines.upstream.backend import UpstreamBackend, UpstreamConfig
 from gptoss_cli.serve.options import DTYPES
 
 EXECUTOR_BACKENDS = ("mp", "ray", "uni", "external_launcher")

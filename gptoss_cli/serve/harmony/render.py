@@ -32,8 +32,8 @@ import json
 import re
 from typing import Any, Sequence
 
-from gptoss_cli.serve.harmony_schema import functions_namespace, json_display
-from gptoss_cli.serve.reasoning_wrappers import split_reasoning
+from gptoss_cli.serve.harmony.schema import functions_namespace, json_display
+from gptoss_cli.serve.harmony.reasoning_wrappers import split_reasoning
 
 REQUIRED_TOOL_INSTRUCTION = "You must call at least one function from the `functions` namespace before answering."
 NAMED_TOOL_INSTRUCTION = "You must call the function `functions.{name}` before answering."

@@ -15,11 +15,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
-from gptoss_cli.serve.chat import new_id, usage_of
+from gptoss_cli.serve.openai.chat import new_id, usage_of
 from gptoss_cli.serve.errors import BadRequest
-from gptoss_cli.serve.generation import Generation, GenerationPlan, Outcome
+from gptoss_cli.serve.generation.run import Generation, GenerationPlan, Outcome
 from gptoss_cli.serve.harmony import render_chat
-from gptoss_cli.serve.params import (
+from gptoss_cli.serve.openai.params import (
     ModelInfo,
     check_unsupported,
     render_options,
@@ -27,7 +27,7 @@ from gptoss_cli.serve.params import (
     sampling_params,
     stop_strings,
 )
-from gptoss_cli.serve.protocol import Completion, CompletionChoice, CompletionRequest
+from gptoss_cli.serve.openai.protocol import Completion, CompletionChoice, CompletionRequest
 from gptoss_cli.serve.settings import ServeSettings
 
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 import time
 from typing import Any, AsyncIterator, Callable, Sequence
 
-from gptoss_cli.serve.accesslog import RequestRecord, current_record
-from gptoss_cli.serve.cache import ResponseCache, cache_key
-from gptoss_cli.serve.engine import SamplingParams
-from gptoss_cli.serve.scheduler import Scheduler
+from gptoss_cli.serve.openai.accesslog import RequestRecord, current_record
+from gptoss_cli.serve.generation.cache import ResponseCache, cache_key
+from gptoss_cli.serve.engines.interface import SamplingParams
+from gptoss_cli.serve.generation.scheduler import Scheduler
 
 GenerateFn = Callable[[list[int], SamplingParams], AsyncIterator[int]]
 

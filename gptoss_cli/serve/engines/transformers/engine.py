@@ -3,7 +3,7 @@
 Loading is offline and conservative: ``HF_HUB_OFFLINE=1`` is set before transformers is imported, only the local
 folder is read (``local_files_only``), only safetensors weights are accepted (pickle ``.bin``/``.pt`` files can run
 code and are refused), and ``trust_remote_code`` is never enabled. The memory the model needs is checked first
-(``serve/memory.py``) so a too-small machine gets a clear error instead of the OOM killer.
+(``serve/engines/transformers/memory.py``) so a too-small machine gets a clear error instead of the OOM killer.
 
 Generation runs on one worker thread, one sequence at a time, in small steps (``_prefill`` then ``_decode_step``)
 so that the server can stop it between two steps: closing the async iterator or cancelling the consuming task sets a
@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Sequence
 
 from gptoss_cli.errors import CouldNotRun, UsageError
-from gptoss_cli.serve.engine import STOP_TOKEN_TEXTS, SamplingParams
-from gptoss_cli.serve.memory import PREFILL_CHUNK, check_memory, estimate_memory, gib, read_config
+from gptoss_cli.serve.engines.interface import STOP_TOKEN_TEXTS, SamplingParams
+from gptoss_cli.serve.engines.transformers.memory import PREFILL_CHUNK, check_memory, estimate_memory, gib, read_config
 from gptoss_cli.serve.options import DTYPES
 from gptoss_cli.weights import is_pickle
 
@@ -76,7 +76,7 @@ class HFTokenizer:
 
 @dataclass
 class _Sequence:
-    """Decoding state of one sequence: KV cache, last logits, its sampler (``serve/sampling.py``), tokens produced."""
+    """Decoding state of one sequence: KV cache, last logits, its sampler (``serve/engines/transformers/sampling.py``), tokens produced."""
 
     cache: Any
     logits: Any  # 1-D float32 tensor over the vocabulary
@@ -344,7 +344,7 @@ class TransformersEngine:
         logits = None
         for start in range(0, len(prompt_ids), PREFILL_CHUNK):
             logits = self._forward(prompt_ids[start : start + PREFILL_CHUNK], cache)
-        from gptoss_cli.serve.sampling import RowSampler
+        from gptoss_cli.serve.engines.transformers.sampling import RowSampler
 
         return _Sequence(cache, logits, RowSampler(params, self.device), length=len(prompt_ids))
 
@@ -356,7 +356,7 @@ class TransformersEngine:
     def _sample(self, seq: _Sequence) -> int:
         """Pick the next token from ``seq.logits`` (the one sampling implementation) and record it; logits holding
         a NaN or +inf (a float16 overflow) fail the request instead of sampling garbage."""
-        from gptoss_cli.serve.numerics import check_finite
+        from gptoss_cli.serve.engines.transformers.numerics import check_finite
 
         check_finite(seq.logits)
         token = seq.sampler.pick(seq.logits)

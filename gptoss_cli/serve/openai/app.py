@@ -25,12 +25,12 @@ import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable
 
-from gptoss_cli.serve.engine import Engine, SamplingParams
+from gptoss_cli.serve.engines.interface import Engine, SamplingParams
 from gptoss_cli.serve.errors import APIError, BadRequest, ModelNotFound, NotReady, RouteNotFound, api_error_for
-from gptoss_cli.serve.params import ModelInfo, model_info
-from gptoss_cli.serve.protocol import LONE_SURROGATE_ERROR
+from gptoss_cli.serve.openai.params import ModelInfo, model_info
+from gptoss_cli.serve.openai.protocol import LONE_SURROGATE_ERROR
 from gptoss_cli.serve.settings import ServeSettings
-from gptoss_cli.serve.upstream_app import is_backend, start_backend
+from gptoss_cli.serve.generation.upstream_path import is_backend, start_backend
 
 log = logging.getLogger("gptoss.serve")
 
@@ -61,9 +61,11 @@ def create_app(
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    from gptoss_cli.serve import openapi, routes
-    from gptoss_cli.serve.middleware import GuardMiddleware
-    from gptoss_cli.serve.no_reasoning import NoReasoningMiddleware
+    from gptoss_cli.serve.openai import openapi
+
+    from gptoss_cli.serve.openai import routes
+    from gptoss_cli.serve.openai.guard import GuardMiddleware
+    from gptoss_cli.serve.openai.no_reasoning import NoReasoningMiddleware
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -91,7 +93,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.backend = engine if is_backend(engine) else None  # --engine vllm|upstream (serve/upstream_app.py)
+    app.state.backend = engine if is_backend(engine) else None  # --engine vllm|upstream (serve/generation/upstream_path.py)
     app.state.ready = False
     app.state.load_error = None
     app.state.model_info = None
@@ -103,7 +105,7 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(GuardMiddleware, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(NoReasoningMiddleware)  # /no-reasoning/v1/* = /v1/* minus reasoning (serve/no_reasoning.py)
+    app.add_middleware(NoReasoningMiddleware)  # /no-reasoning/v1/* = /v1/* minus reasoning (serve/openai/no_reasoning.py)
     app.include_router(routes.router)
     openapi.install(app, bearer=settings.api_key is not None)
     return app

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from gptoss_cli.serve.engine import SamplingParams
+from gptoss_cli.serve.engines.interface import SamplingParams
 
 SEED_MODULUS = 2**64
 

@@ -4,7 +4,7 @@ No I/O, no torch, no fastapi. The renderer is byte-identical to the official ``o
 tests in ``tests/test_harmony_golden.py``); the incremental parser agrees with its ``StreamableParser`` on
 well-formed output, heals malformed output instead of raising, and never lets harmony markup reach ``content``.
 
-Public interface (used by ``serve/app.py``):
+Public interface (used by ``serve/openai/app.py``):
 
 - ``RenderOptions``: reasoning effort, current date, knowledge cutoff, model identity.
 - ``render_chat(messages, tools=..., tool_choice=..., response_format=..., options=...) -> str``: the full prompt,
@@ -20,7 +20,7 @@ tool definitions) and ``harmony_parse.py`` (token ids → deltas); this module i
 
 from __future__ import annotations
 
-from gptoss_cli.serve.harmony_parse import (
+from gptoss_cli.serve.harmony.parse import (
     Delta,
     DeltaKind,
     HarmonyStreamParser,
@@ -28,7 +28,7 @@ from gptoss_cli.serve.harmony_parse import (
     ToolCall,
     parse_completion,
 )
-from gptoss_cli.serve.harmony_render import RenderOptions, render_chat
+from gptoss_cli.serve.harmony.render import RenderOptions, render_chat
 
 __all__ = [
     "Delta",

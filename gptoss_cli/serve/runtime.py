@@ -11,7 +11,7 @@ import socket
 from typing import Any, Callable
 
 from gptoss_cli.errors import CouldNotRun, GptossError, Interrupted
-from gptoss_cli.serve.engine import Engine
+from gptoss_cli.serve.engines.interface import Engine
 from gptoss_cli.serve.settings import ServeSettings
 
 
@@ -85,7 +85,7 @@ def serve_app(
     """
     import uvicorn
 
-    from gptoss_cli.serve.app import create_app
+    from gptoss_cli.serve.openai.app import create_app
 
     failure: list[BaseException] = []
     server: uvicorn.Server | None = None
@@ -114,7 +114,7 @@ def serve_app(
         timeout_graceful_shutdown=max(1, int(settings.drain_timeout)),
         server_header=False,
     )
-    drain = getattr(app.state, "drain", None)  # set by the load layers (serve/layers.py): drain on SIGTERM/SIGINT
+    drain = getattr(app.state, "drain", None)  # set by the load layers (serve/openai/layers.py): drain on SIGTERM/SIGINT
     if callable(drain):
         from gptoss_cli.serve.shutdown import make_server
 

@@ -25,11 +25,11 @@ import time
 from typing import Any, AsyncIterator, Callable
 
 from gptoss_cli.errors import CouldNotRun
-from gptoss_cli.serve.accesslog import current_record
-from gptoss_cli.serve.cache import KEY_PREFIX
+from gptoss_cli.serve.openai.accesslog import current_record
+from gptoss_cli.serve.generation.cache import KEY_PREFIX
 from gptoss_cli.serve.errors import APIError, NotReady, api_error_for
-from gptoss_cli.serve.params import resolve_model
-from gptoss_cli.serve.upstream import Observation
+from gptoss_cli.serve.openai.params import resolve_model
+from gptoss_cli.serve.engines.upstream.backend import Observation
 
 log = logging.getLogger("gptoss.serve")
 
@@ -66,7 +66,7 @@ async def backend_ready(state: Any) -> bool:
 def _metrics_observer(metrics: Any) -> Callable[[Observation], None]:
     from prometheus_client import Histogram
 
-    from gptoss_cli.serve.metrics import LATENCY_BUCKETS
+    from gptoss_cli.serve.generation.metrics import LATENCY_BUCKETS
 
     upstream = Histogram("gptoss_upstream_duration_seconds", "Time the backend behind the front took, by outcome",
                          ["kind", "stream", "status"], buckets=LATENCY_BUCKETS, registry=metrics.registry)
@@ -100,7 +100,7 @@ async def proxy(request: Any, kind: str, typed_body: Any) -> Any:
 async def _proxy(request: Any, kind: str, typed_body: Any) -> Any:
     from starlette.responses import Response, StreamingResponse
 
-    from gptoss_cli.serve import streaming
+    from gptoss_cli.serve.openai import sse as streaming
 
     state = request.app.state
     if not state.ready:
@@ -157,7 +157,7 @@ async def _complete(state: Any, kind: str, raw: dict[str, Any], model: str, stop
 
 async def _until_done(coro: Any, lease: Any, stop: Any, scheduler: Any) -> Any:
     """Run ``coro`` until it finishes, the deadline passes, shutdown aborts it or the client goes away."""
-    from gptoss_cli.serve.scheduler import Aborted, ClientGone, RequestTimedOut
+    from gptoss_cli.serve.generation.scheduler import Aborted, ClientGone, RequestTimedOut
 
     task = asyncio.ensure_future(coro)
     watch = {task, lease.aborted} | ({stop} if stop is not None else set())

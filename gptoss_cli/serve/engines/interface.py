@@ -4,7 +4,7 @@ The server renders harmony prompts to text, asks the engine's tokenizer for ids,
 at a time (harmony is parsed on tokens, never on decoded text). Engines:
 
 - ``ScriptedEngine`` here: replays token ids, for precise tests of the HTTP layer and the harmony parser.
-- ``TransformersEngine`` (``serve/transformers_engine.py``): torch + transformers, imported lazily.
+- ``TransformersEngine`` (``serve/engines/transformers/engine.py``): torch + transformers, imported lazily.
 
 This module imports nothing heavy.
 """

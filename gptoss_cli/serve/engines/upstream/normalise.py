@@ -23,7 +23,7 @@ import secrets
 import time
 from typing import Any
 
-from gptoss_cli.serve.reasoning_wrappers import strip_reasoning
+from gptoss_cli.serve.harmony.reasoning_wrappers import strip_reasoning
 
 
 def gptoss_call_id(upstream_id: Any) -> str:

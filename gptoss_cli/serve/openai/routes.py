@@ -9,9 +9,11 @@ from fastapi import APIRouter, Request
 from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
-from gptoss_cli.serve import streaming, upstream_app
-from gptoss_cli.serve.app import check_model_id, plan_request, require_info
-from gptoss_cli.serve.chat import (
+from gptoss_cli.serve.openai import sse as streaming
+
+from gptoss_cli.serve.generation import upstream_path as upstream_app
+from gptoss_cli.serve.openai.app import check_model_id, plan_request, require_info
+from gptoss_cli.serve.openai.chat import (
     ChatPlan,
     ChunkMaker,
     chat_completion,
@@ -20,10 +22,10 @@ from gptoss_cli.serve.chat import (
     plan_chat,
     stream_chunks,
 )
-from gptoss_cli.serve.completions import CompletionPlan, completion_body, completion_chunks, plan_completion
+from gptoss_cli.serve.openai.completions import CompletionPlan, completion_body, completion_chunks, plan_completion
 from gptoss_cli.serve.errors import NotReady
-from gptoss_cli.serve.generation import Generation, run_checked
-from gptoss_cli.serve.protocol import (
+from gptoss_cli.serve.generation.run import Generation, run_checked
+from gptoss_cli.serve.openai.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -156,7 +158,7 @@ async def health() -> dict[str, str]:
 @router.get("/ready", responses={503: {"model": ErrorEnvelope}}, summary="Readiness: the model is loaded")
 async def ready(request: Request) -> dict[str, Any]:
     state = request.app.state
-    scheduler = getattr(state, "scheduler", None)  # the load layers (serve/layers.py)
+    scheduler = getattr(state, "scheduler", None)  # the load layers (serve/openai/layers.py)
     if scheduler is not None and scheduler.draining:
         raise NotReady("The server is shutting down; send new requests elsewhere.")
     if state.backend is not None:

@@ -13,10 +13,10 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import AsyncIterator, Callable, Iterator
 
-from gptoss_cli.serve.engine import SamplingParams, Tokenizer
+from gptoss_cli.serve.engines.interface import SamplingParams, Tokenizer
 from gptoss_cli.serve.errors import APIError, EngineFailure, ResponseFormatFailed, api_error_for
 from gptoss_cli.serve.harmony import Delta, HarmonyStreamParser, ToolCall
-from gptoss_cli.serve.jsonformat import JsonCheck
+from gptoss_cli.serve.generation.response_format import JsonCheck
 
 log = logging.getLogger("gptoss.serve")
 

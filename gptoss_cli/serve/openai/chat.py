@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 from gptoss_cli.serve.errors import BadRequest
-from gptoss_cli.serve.generation import Generation, GenerationPlan, Outcome
+from gptoss_cli.serve.generation.run import Generation, GenerationPlan, Outcome
 from gptoss_cli.serve.harmony import render_chat
-from gptoss_cli.serve.harmony_render import defang
-from gptoss_cli.serve.jsonformat import JsonCheck, make_check
-from gptoss_cli.serve.params import (
+from gptoss_cli.serve.harmony.render import defang
+from gptoss_cli.serve.generation.response_format import JsonCheck, make_check
+from gptoss_cli.serve.openai.params import (
     ModelInfo,
     check_unsupported,
     render_options,
@@ -32,7 +32,7 @@ from gptoss_cli.serve.params import (
     sampling_params,
     stop_strings,
 )
-from gptoss_cli.serve.protocol import (
+from gptoss_cli.serve.openai.protocol import (
     AssistantMessage,
     ChatChoice,
     ChatCompletion,

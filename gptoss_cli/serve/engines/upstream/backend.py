@@ -28,7 +28,7 @@ from gptoss_cli.config import Secret
 from gptoss_cli.errors import UsageError
 from gptoss_cli.redact import public_url as safe_url
 from gptoss_cli.serve.errors import APIError
-from gptoss_cli.serve.upstream_errors import (
+from gptoss_cli.serve.engines.upstream.errors import (
     UpstreamError,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -36,7 +36,7 @@ from gptoss_cli.serve.upstream_errors import (
     map_status,
     scrub,
 )
-from gptoss_cli.serve.upstream_normalise import StreamNormaliser, normalise_reply, upstream_body
+from gptoss_cli.serve.engines.upstream.normalise import StreamNormaliser, normalise_reply, upstream_body
 
 log = logging.getLogger("gptoss.serve.upstream")
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gptoss_cli.serve.engine import HARMONY_STOP_TEXTS, STOP_TOKEN_TEXTS, SamplingParams, Tokenizer
+from gptoss_cli.serve.engines.interface import HARMONY_STOP_TEXTS, STOP_TOKEN_TEXTS, SamplingParams, Tokenizer
 from gptoss_cli.serve.errors import BadRequest, ContextLengthExceeded, ModelNotFound
 from gptoss_cli.serve.harmony import RenderOptions
-from gptoss_cli.serve.protocol import EFFORT_VALUES, MAX_STOP_STRINGS, SamplingRequest
+from gptoss_cli.serve.openai.protocol import EFFORT_VALUES, MAX_STOP_STRINGS, SamplingRequest
 from gptoss_cli.serve.settings import ServeSettings
 
 _EFFORT_ALIASES = {"minimal": "low", "none": "low"}

@@ -1,4 +1,4 @@
-"""The running batch of ``serve/batching.py``: a left-padded ``DynamicCache`` plus per-row sampling (torch inside).
+"""The running batch of ``serve/engines/transformers/batching.py``: a left-padded ``DynamicCache`` plus per-row sampling (torch inside).
 
 Layout: every row is left-padded to the same length ``T``; ``mask`` (rows × T) marks real tokens. Real tokens of a
 row are contiguous and end at column ``T-1``, so the distance between two tokens is the same in padded and real
@@ -16,8 +16,8 @@ from typing import Any, Callable, Sequence
 import torch
 from transformers import DynamicCache
 
-from gptoss_cli.serve.numerics import NonFiniteLogits, non_finite_rows
-from gptoss_cli.serve.sampling import RowSampler
+from gptoss_cli.serve.engines.transformers.numerics import NonFiniteLogits, non_finite_rows
+from gptoss_cli.serve.engines.transformers.sampling import RowSampler
 
 PAD_ID = 0
 
@@ -172,9 +172,9 @@ def _trim_leading_padding(cache: Any, state: BatchState) -> None:
 
 # -- sampling -----------------------------------------------------------------------------------------------------
 def sample(logits: torch.Tensor, reqs: Sequence[Any]) -> list[Any]:
-    """Each row's next token, picked by that row's own ``RowSampler`` (``serve/sampling.py``). A row whose sampling
+    """Each row's next token, picked by that row's own ``RowSampler`` (``serve/engines/transformers/sampling.py``). A row whose sampling
     fails gets the exception in its place: it fails alone, the other rows go on. So does a row whose logits hold a
-    NaN or +inf (a float16 overflow): its reply would be garbage sampled as a success (``serve/numerics.py``)."""
+    NaN or +inf (a float16 overflow): its reply would be garbage sampled as a success (``serve/engines/transformers/numerics.py``)."""
     logits = logits.float()
     plain = [r.sampler.plain_greedy for r in reqs]
     greedy = logits.argmax(dim=-1).tolist() if any(plain) else [None] * len(reqs)

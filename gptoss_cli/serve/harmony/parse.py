@@ -24,8 +24,8 @@ import secrets
 import string
 from typing import Callable, Literal, Sequence
 
-from gptoss_cli.serve.engine import Tokenizer
-from gptoss_cli.serve.harmony_header import (
+from gptoss_cli.serve.engines.interface import Tokenizer
+from gptoss_cli.serve.harmony.header import (
     INLINE_HEADER,
     SPECIAL_TEXT,
     Header,
