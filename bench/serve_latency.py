@@ -1,13 +1,13 @@
 """HTTP overhead of `gptoss serve`: p50 latency of a 16-token chat request over HTTP minus p50 of generating the same
 tokens in-process, on the demo model, measured in the same run with the same engine object.
 
-    python bench/serve_latency.py [--runs 30] [--tokens 16] [--threads 1] [--scripted] [--layers]
+    python bench/serve_latency.py [--runs 30] [--tokens 16] [--threads 1] [--scripted]
 
 The in-process side calls ``engine.generate`` with exactly the prompt ids and SamplingParams the server builds for
 the request (greedy); the HTTP side is a non-streaming ``POST /v1/chat/completions`` over a kept-alive connection to
 a real uvicorn on 127.0.0.1. Both must produce the same number of tokens. Target: overhead <= 10 ms.
-``--layers`` adds what ``gptoss serve`` installs on top (scheduler, metrics, access log; the response cache off, or
-the greedy request would be answered from it). ``--scripted`` measures the layer alone over the scripted engine (no torch needed). ``--threads`` sets torch's
+The app is what ``gptoss serve`` runs: the one pipeline (scheduler, metrics, access log) with the response cache off
+(or the greedy request would be answered from it). ``--scripted`` measures the layer alone over the scripted engine (no torch needed). ``--threads`` sets torch's
 intra-op threads (default 1: on a small shared machine, OpenMP threads spinning against other processes make the
 tiny model's step time swing by 10x, which drowns the few milliseconds being measured).
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import statistics
 import sys
 import time
@@ -53,7 +54,7 @@ class _AlreadyLoaded:
 
 def _engine(args: argparse.Namespace) -> Any:
     if args.scripted:
-        from gptoss_cli.serve.engines.interface import ScriptedEngine
+        from gptoss_cli.serve.engines.scripted import ScriptedEngine
 
         return ScriptedEngine(script=["<|channel|>final<|message|>" + "word " * 200])
     import torch
@@ -80,7 +81,6 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--scripted", action="store_true", help="scripted engine instead of the demo model")
-    parser.add_argument("--layers", action="store_true", help="install the scheduler/metrics/access-log layers")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
     args = parser.parse_args()
 
@@ -103,14 +103,8 @@ def main() -> int:
     prompt_ids, params = plan.generation.prompt_ids, plan.generation.params
 
     loop = asyncio.new_event_loop()
-    app = create_app(settings, _AlreadyLoaded(engine))
-    if args.layers:
-        import logging
-
-        from gptoss_cli.serve.openai.layers import install
-
-        install(app, emit_access_log=lambda line: None)
-        logging.getLogger("gptoss.serve").setLevel(logging.WARNING)
+    app = create_app(settings, _AlreadyLoaded(engine), emit_access_log=lambda line: None)
+    logging.getLogger("gptoss.serve").setLevel(logging.WARNING)
     local: list[float] = []
     remote: list[float] = []
     counts: set[tuple[int, int]] = set()

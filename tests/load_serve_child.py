@@ -1,5 +1,5 @@
-"""Child process for the SIGTERM tests: the serving path of ``gptoss serve`` (``runner.serve_app`` with the load
-layers, draining uvicorn) over a slow scripted engine, so that requests are surely in flight when the signal comes.
+"""Child process for the SIGTERM tests: the serving path of ``gptoss serve`` (``runtime.Runtime`` with the one
+pipeline, draining uvicorn) over a slow scripted engine, so that requests are surely in flight when the signal comes.
 Usage: python tests/load_serve_child.py PORT DELAY DRAIN_TIMEOUT
 """
 
@@ -9,9 +9,8 @@ import sys
 
 
 def main() -> None:
-    from gptoss_cli.serve.engines.interface import ScriptedEngine
-    from gptoss_cli.serve.openai.layers import install
-    from gptoss_cli.serve.runtime import bind, serve_app
+    from gptoss_cli.serve.engines.scripted import ScriptedEngine
+    from gptoss_cli.serve.runtime import Runtime, bind
     from gptoss_cli.serve.settings import ServeSettings
 
     port, delay, drain = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
@@ -20,7 +19,7 @@ def main() -> None:
     settings = ServeSettings(port=port, current_date="2025-06-01", drain_timeout=drain, max_concurrency=4,
                              max_queue=16)
     sock = bind("127.0.0.1", port)
-    serve_app(settings, engine, sock, on_ready=lambda: print("READY", flush=True), configure=install)
+    Runtime(settings, sock).run(engine, on_ready=lambda: print("READY", flush=True))
     print("EXITED CLEANLY", flush=True)
 
 

@@ -9,7 +9,7 @@ import time
 from typing import Any, Iterator
 
 from gptoss_cli.serve.openai.app import create_app
-from gptoss_cli.serve.engines.interface import ScriptedEngine
+from gptoss_cli.serve.engines.scripted import ScriptedEngine
 from gptoss_cli.serve.settings import ServeSettings
 from tests.ports import free_port
 

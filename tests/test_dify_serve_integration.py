@@ -140,7 +140,7 @@ def scripted_server() -> Iterator[tuple[str, str]]:
     """The real HTTP layer (create_app + uvicorn) over the scripted engine, with an API key."""
     try:
         from gptoss_cli.serve.openai.app import create_app
-        from gptoss_cli.serve.engines.interface import ScriptedEngine
+        from gptoss_cli.serve.engines.scripted import ScriptedEngine
         from gptoss_cli.serve.settings import ServeSettings
         from tests.serve_fixtures import FINAL, live_server
     except ImportError as exc:

@@ -7,7 +7,9 @@ import re
 
 import pytest
 
-from gptoss_cli.serve.engines.interface import HARMONY_SPECIAL_TOKENS, ByteTokenizer
+from gptoss_cli.serve.engines.interface import HARMONY_SPECIAL_TOKENS
+
+from gptoss_cli.serve.engines.scripted import ByteTokenizer
 from gptoss_cli.serve.harmony import Delta, HarmonyStreamParser, ParsedCompletion, parse_completion
 from gptoss_cli.serve.harmony.parse import new_call_id, parse_header
 from tests.harmony_corpus import SEQUENCES, Seq, o200k_harmony

@@ -6,7 +6,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from gptoss_cli.serve.engines.interface import HARMONY_SPECIAL_TOKENS, ByteTokenizer
+from gptoss_cli.serve.engines.interface import HARMONY_SPECIAL_TOKENS
+
+from gptoss_cli.serve.engines.scripted import ByteTokenizer
 from gptoss_cli.serve.harmony import RenderOptions, render_chat
 from gptoss_cli.serve.harmony.render import (
     JSON_OBJECT_INSTRUCTION,

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from gptoss_cli.serve.engines.transformers.batching import BatchingEngine, EngineFailure, kv_sizing  # noqa: E402
+from gptoss_cli.serve.engines.transformers.batching import BatchingEngine, BatchStepFailed, kv_sizing  # noqa: E402
 from gptoss_cli.serve.engines.transformers.memory import kv_cache_bytes  # noqa: E402
 from gptoss_cli.serve.options import parse_size as parse_bytes  # noqa: E402
 from gptoss_cli.serve.engines.interface import SamplingParams  # noqa: E402
@@ -170,7 +170,7 @@ def test_step_failure_fails_that_batch_and_the_loop_survives(model):
 
     model.forward = flaky
     try:
-        with pytest.raises(EngineFailure):
+        with pytest.raises(BatchStepFailed):
             run(collect(eng, [1, 2], SamplingParams(max_tokens=3, temperature=0.0)))
         assert len(run(collect(eng, [1, 2], SamplingParams(max_tokens=3, temperature=0.0)))) == 3
     finally:
@@ -263,7 +263,7 @@ def test_a_row_that_fails_fails_alone_and_the_batch_goes_on(model, engine, monke
         return await asyncio.gather(bad, *good, return_exceptions=True)
 
     failed, *finished = run(main())
-    assert isinstance(failed, EngineFailure)
+    assert isinstance(failed, BatchStepFailed)
     assert finished == expected
     assert max(engine.steps) > 1, "the failing request never shared a batch"
     assert len(run(collect(engine, [1, 2], SamplingParams(max_tokens=3, temperature=0.0)))) == 3
@@ -296,7 +296,7 @@ def test_a_failed_prefill_fails_only_the_newcomer(model, monkeypatch):
         del model.forward
         eng.close()
     assert running == reference_greedy(model, [300, 301], 40)
-    assert isinstance(bad, EngineFailure)
+    assert isinstance(bad, BatchStepFailed)
     assert good == reference_greedy(model, [5, 6], 5)
 
 

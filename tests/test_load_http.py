@@ -16,8 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gptoss_cli.serve.openai.app import create_app
-from gptoss_cli.serve.engines.interface import ScriptedEngine
-from gptoss_cli.serve.openai.layers import install
+from gptoss_cli.serve.engines.scripted import ScriptedEngine
 from gptoss_cli.serve.settings import ServeSettings
 from tests.redis_fixtures import redis_server, redis_url  # noqa: F401 - fixtures
 from tests.serve_fixtures import FINAL, live_server
@@ -35,8 +34,8 @@ def body(**extra):
 def make_app(script=(FINAL,), delay=0.0, lines=None, **settings):
     engine = ScriptedEngine(list(script), delay=delay)
     settings.setdefault("current_date", "2025-06-01")
-    app = create_app(ServeSettings(**settings), engine)
-    install(app, emit_access_log=(lines.append if lines is not None else (lambda line: None)))
+    app = create_app(ServeSettings(**settings), engine,
+                     emit_access_log=(lines.append if lines is not None else (lambda line: None)))
     return app, engine
 
 

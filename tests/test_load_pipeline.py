@@ -18,9 +18,10 @@ import pytest
 
 from gptoss_cli.serve.openai.accesslog import AccessLogMiddleware, current_record, format_line, RequestRecord
 from gptoss_cli.serve.generation.cache import MemoryCache
-from gptoss_cli.serve.engines.interface import ByteTokenizer, SamplingParams, ScriptedEngine
+from gptoss_cli.serve.engines.interface import SamplingParams
+from gptoss_cli.serve.engines.scripted import ByteTokenizer, ScriptedEngine
 from gptoss_cli.serve.generation.metrics import ServeMetrics
-from gptoss_cli.serve.generation.pipeline import GenerationPipeline
+from gptoss_cli.serve.generation.pipeline import Pipeline
 from gptoss_cli.serve.generation.scheduler import Scheduler
 from tests.ports import free_port as _free_port
 
@@ -36,12 +37,12 @@ def make(delay: float = 0.0, cache: bool = True, **sched):
     metrics = ServeMetrics()
     scheduler = Scheduler(on_event=metrics.scheduler_event, **sched)
     metrics.watch_scheduler(scheduler)
-    pipe = GenerationPipeline(engine.generate, scheduler, cache=MemoryCache() if cache else None, metrics=metrics,
+    pipe = Pipeline(engine, scheduler, cache=MemoryCache() if cache else None, metrics=metrics,
                               model_id="test-model")
     return pipe, engine, scheduler, metrics
 
 
-def asgi_app(pipe: GenerationPipeline):
+def asgi_app(pipe: Pipeline):
     """POST → run the pipeline on the body's text; JSON answer with the token count."""
 
     async def app(scope, receive, send):

@@ -1,4 +1,4 @@
-"""The load layers over the real transformers engine (tiny random GPT-OSS folder), over HTTP on 127.0.0.1:
+"""The pipeline over the real transformers engine (tiny random GPT-OSS folder), over HTTP on 127.0.0.1:
 batched greedy answers equal unbatched ones, seeded answers too, and the batch-size metric moves."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ pytest.importorskip("torch")
 
 from gptoss_cli.serve.openai.app import create_app  # noqa: E402
 from gptoss_cli.serve.engines.transformers.batching import BatchingEngine  # noqa: E402
-from gptoss_cli.serve.openai.layers import batching_engine, install  # noqa: E402
+from gptoss_cli.serve.engines.build import batched  # noqa: E402
 from gptoss_cli.serve.settings import ServeSettings  # noqa: E402
 from gptoss_cli.serve.engines.transformers.engine import TransformersEngine  # noqa: E402
 from tests.load_fixtures import torch_threads  # noqa: E402
@@ -35,9 +35,12 @@ def tiny_dir(tmp_path_factory):
 
 def app_for(folder, concurrency: int):
     settings = ServeSettings(current_date="2025-06-01", max_concurrency=concurrency, cache=False)
-    engine = batching_engine(TransformersEngine(folder, device="cpu"), settings)
-    app = create_app(settings, engine)
-    install(app, emit_access_log=lambda line: None)
+    from gptoss_cli.serve.engines.interface import EngineHooks
+    from gptoss_cli.serve.generation.metrics import ServeMetrics
+
+    metrics = ServeMetrics()  # the batch loop reports its steps to the app's metrics (given at construction)
+    engine = batched(TransformersEngine(folder, device="cpu"), settings, EngineHooks(on_step=metrics.batch_step))
+    app = create_app(settings, engine, metrics=metrics, emit_access_log=lambda line: None)
     return app, engine
 
 

@@ -6,8 +6,10 @@ import asyncio
 
 import pytest
 
-from gptoss_cli.serve.engines.interface import SamplingParams, ScriptedEngine
-from gptoss_cli.serve.generation.scheduler import Aborted, Draining, Overloaded, RequestTimedOut, Scheduler
+from gptoss_cli.serve.engines.interface import SamplingParams
+
+from gptoss_cli.serve.engines.scripted import ScriptedEngine
+from gptoss_cli.serve.generation.scheduler import Aborted, Draining, QueueFull, RequestTimedOut, Scheduler
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -31,7 +33,7 @@ def test_admits_up_to_concurrency_then_queues_then_refuses():
         waiters = [asyncio.ensure_future(s.acquire()) for _ in range(3)]
         await asyncio.sleep(0.01)
         assert s.queued == 3
-        with pytest.raises(Overloaded) as info:
+        with pytest.raises(QueueFull) as info:
             await s.acquire()
         assert 1 <= info.value.retry_after <= 60
         assert info.value.status == 429

@@ -147,7 +147,7 @@ def test_gptoss_serve_cli_drains_on_sigterm(tmp_path):
 SLOW_CLI = """
 import sys
 from gptoss_cli.cli import main, serve as serve_cmd
-from gptoss_cli.serve.engines.interface import ScriptedEngine
+from gptoss_cli.serve.engines.scripted import ScriptedEngine
 answer = "<|channel|>final<|message|>" + "ok " * 400 + "<|return|>"
 serve_cmd._make_engine = lambda folder, settings: ScriptedEngine([answer], delay=0.05)
 serve_cmd._check_memory = lambda folder, settings, out: None

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gptoss_cli.serve.generation.metrics import ServeMetrics, route_label
-from gptoss_cli.serve.generation.scheduler import Overloaded, Scheduler
+from gptoss_cli.serve.generation.scheduler import QueueFull, Scheduler
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -92,7 +92,7 @@ def test_gauges_follow_the_scheduler_live():
         await asyncio.sleep(0.01)
         assert value(m, "gptoss_requests_in_flight") == 1
         assert value(m, "gptoss_queue_depth") == 1
-        with pytest.raises(Overloaded):
+        with pytest.raises(QueueFull):
             await sched.acquire()
         assert value(m, "gptoss_rejections_total", reason="overloaded") == 1
         lease.release()

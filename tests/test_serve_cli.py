@@ -17,7 +17,7 @@ from gptoss_cli.cli import app
 from gptoss_cli.cli import serve as serve_cmd
 from gptoss_cli.config import Secret
 from gptoss_cli.lockfile import Lock, LockedFile, ModelPin, write_lock
-from gptoss_cli.serve.engines.interface import ScriptedEngine
+from gptoss_cli.serve.engines.scripted import ScriptedEngine
 from gptoss_cli.serve.runtime import base_url, bind, example_curl
 from gptoss_cli.serve.settings import ServeSettings, host_is_loopback
 from tests.ports import free_port

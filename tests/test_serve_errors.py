@@ -10,7 +10,8 @@ import pytest
 
 from gptoss_cli.config import Secret
 from gptoss_cli.serve.openai.app import create_app
-from gptoss_cli.serve.engines.interface import SamplingParams, ScriptedEngine
+from gptoss_cli.serve.engines.interface import SamplingParams
+from gptoss_cli.serve.engines.scripted import ScriptedEngine
 from gptoss_cli.serve.settings import ServeSettings
 from tests.serve_fixtures import FINAL, USER_HI, ready_client, scripted, sse_events
 
@@ -177,7 +178,7 @@ def test_failed_load_reports_on_ready_and_callback():
         err = _assert_envelope(client.get("/ready"), 503)
         assert "failed to load" in err["message"]
     assert isinstance(seen[0], RuntimeError)
-    assert app.state.load_error == "RuntimeError: weights are corrupt"
+    assert app.state.server.status.error == "RuntimeError: weights are corrupt"
 
 
 @dataclass
@@ -217,12 +218,12 @@ def test_engine_failure_mid_stream_sends_an_error_event_then_done():
 
 
 def test_unexpected_bug_is_a_500_envelope(monkeypatch):
-    from gptoss_cli.serve.openai import routes
+    from gptoss_cli.serve.openai import harmony_front
 
     def boom(*args, **kwargs):
         raise KeyError("internal")
 
-    monkeypatch.setattr(routes, "chat_completion", boom)
+    monkeypatch.setattr(harmony_front, "chat_completion", boom)
     app, _ = scripted(FINAL)
     with ready_client(app, raise_server_exceptions=False) as client:
         r = client.post("/v1/chat/completions", json={"messages": USER_HI})

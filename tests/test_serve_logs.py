@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 SCRIPTED_CLI = """
 import sys
 from gptoss_cli.cli import main, serve as serve_cmd
-from gptoss_cli.serve.engines.interface import ScriptedEngine
+from gptoss_cli.serve.engines.scripted import ScriptedEngine
 answer = "<|channel|>final<|message|>" + "ok " * 200 + "<|return|>"
 serve_cmd._make_engine = lambda folder, settings: ScriptedEngine([answer], delay=0.01)
 serve_cmd._check_memory = lambda folder, settings, out: out.info("gptoss: memory: plenty")

@@ -11,7 +11,7 @@ import pytest
 
 from gptoss_cli.config import Secret
 from gptoss_cli.serve.openai.app import create_app
-from gptoss_cli.serve.engines.interface import ByteTokenizer, ScriptedEngine
+from gptoss_cli.serve.engines.scripted import ByteTokenizer, ScriptedEngine
 from gptoss_cli.serve.settings import ServeSettings
 from tests.serve_fixtures import FINAL, USER_HI, WEATHER_TOOL, live_server, ready_client, scripted, sse_events
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gptoss_cli.serve.engines.interface import ByteTokenizer
+from gptoss_cli.serve.engines.scripted import ByteTokenizer
 from tests.serve_fixtures import FINAL, TOOL_CALL, USER_HI, WEATHER_TOOL, ready_client, scripted, sse_events
 
 ASK_WEATHER = [{"role": "user", "content": "Weather in Paris?"}]

@@ -13,8 +13,8 @@ import pytest
 from gptoss_cli.config import Secret
 from gptoss_cli.errors import UsageError
 from gptoss_cli.serve.errors import APIError
+from gptoss_cli.serve.engines.interface import ChatBackend
 from gptoss_cli.serve.engines.upstream.backend import (
-    ChatBackend,
     Observation,
     UpstreamBackend,
     UpstreamConfig,

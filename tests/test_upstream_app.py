@@ -43,15 +43,15 @@ def _reset(fake: FakeUpstream) -> None:
     fake.requests.clear()
 
 
-def front(url: str, *, layers: bool = True, log: list[str] | None = None, **settings: Any) -> Any:
-    backend = UpstreamBackend(UpstreamConfig(url=url, api_key=Secret(UPSTREAM_KEY)), served_model_name="gpt-oss-20b")
-    settings.setdefault("api_key", Secret(FRONT_KEY))
-    app = create_app(ServeSettings(**settings), backend)
-    if layers:
-        from gptoss_cli.serve.openai.layers import install
+def front(url: str, *, log: list[str] | None = None, **settings: Any) -> Any:
+    from gptoss_cli.serve.generation.metrics import ServeMetrics
 
-        install(app, emit_access_log=(log.append if log is not None else lambda line: None))
-    return app
+    metrics = ServeMetrics()  # the backend reports its exchanges to the app's metrics (EngineHooks.observe)
+    backend = UpstreamBackend(UpstreamConfig(url=url, api_key=Secret(UPSTREAM_KEY)), served_model_name="gpt-oss-20b",
+                              observe=metrics.upstream_exchange)
+    settings.setdefault("api_key", Secret(FRONT_KEY))
+    return create_app(ServeSettings(engine="upstream", **settings), backend, metrics=metrics,
+                      emit_access_log=(log.append if log is not None else lambda line: None))
 
 
 @pytest.fixture(scope="module")
@@ -161,12 +161,12 @@ def test_completions_endpoint(base: str) -> None:
 
 
 def test_upstream_down_is_503(tmp_path: Any) -> None:
-    app = front(f"http://127.0.0.1:{free_port()}/v1", layers=False)
+    app = front(f"http://127.0.0.1:{free_port()}/v1")
     from fastapi.testclient import TestClient
 
     with TestClient(app) as client:
         for _ in range(100):
-            if app.state.ready:
+            if app.state.server.status.ready:
                 break
             time.sleep(0.02)
         r = client.post("/v1/chat/completions", headers=AUTH, json=ASK)

@@ -9,13 +9,19 @@ import pytest
 
 from gptoss_cli.config import load_settings
 from gptoss_cli.errors import CouldNotRun, UsageError
-from gptoss_cli.serve.engines.build import build_backend, check_engine
+from gptoss_cli.serve.engines.build import check_engine, request_engine
 from gptoss_cli.serve.engines.upstream.backend import UpstreamBackend
 from gptoss_cli.serve.engines.vllm.backend import VllmBackend
+from gptoss_cli.serve.settings import ServeSettings
 
 
 def settings(flags: dict, env: dict | None = None):  # noqa: ANN201
     return load_settings(flags, env=env or {}, cwd=Path("/nonexistent"))
+
+
+def build_backend(s, engine: str, *, env: dict | None = None, model_dir: Path | None = None):  # noqa: ANN201
+    """The configuration → the one ServeSettings → the engine, as ``gptoss serve`` does it."""
+    return request_engine(ServeSettings.from_config(s, env=env, engine=engine), model_dir=model_dir, env=env)
 
 
 def close(backend) -> None:  # noqa: ANN001

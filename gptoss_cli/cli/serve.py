@@ -211,9 +211,8 @@ class JsonLogOutput(Output):
 
 def _serve_on(sock: Any, settings: Settings, kind: str, folder: Optional[Path], *, demo: bool, skip_verify: bool,
               out: Output) -> None:
-    from gptoss_cli.serve.engines.build import REQUEST_LEVEL_CONCURRENCY, REQUEST_LEVEL_QUEUE, build_backend
-    from gptoss_cli.serve.openai.layers import batching_engine, install
-    from gptoss_cli.serve.runtime import base_url, ready_line, serve_app
+    from gptoss_cli.serve.engines.build import batched, request_engine
+    from gptoss_cli.serve.runtime import Runtime, base_url, ready_line
     from gptoss_cli.serve.settings import ServeSettings
 
     overrides: dict[str, Any] = {}
@@ -222,26 +221,23 @@ def _serve_on(sock: Any, settings: Settings, kind: str, folder: Optional[Path], 
         overrides["current_date"] = settings.get("serve.current_date") or _demo_date()
     if folder is not None and not skip_verify:  # the shipped demo model is verified against its lock too
         _verify(folder, settings, out)
-    if kind != "transformers":  # the backend batches itself: the front only guards against floods
-        for key, wide in (("max_concurrency", REQUEST_LEVEL_CONCURRENCY), ("max_queue", REQUEST_LEVEL_QUEUE)):
-            if settings.source(f"serve.{key}") == "default":
-                overrides[key] = wide
-    serve_settings = ServeSettings.from_config(settings, **overrides)
+    serve_settings = ServeSettings.from_config(settings, **overrides)  # the one settings object from here on
+    runtime = Runtime(serve_settings, sock, on_force=_exit_soon)
     if kind == "transformers":
         assert folder is not None
-        _check_memory(folder, settings, out)
-        engine = batching_engine(_make_engine(folder, settings), serve_settings)
+        _check_memory(folder, serve_settings, out)
+        engine = batched(_make_engine(folder, serve_settings), serve_settings, runtime.hooks)
     else:
-        engine, warnings = build_backend(settings, kind, model_dir=folder, on_output=lambda line: _say(out, line))
+        engine, warnings = request_engine(serve_settings, runtime.hooks, model_dir=folder,
+                                          on_output=lambda line: _say(out, line))
         for warning in warnings:
             out.warn(warning)
     url = base_url(serve_settings.host, sock.getsockname()[1])
     key_source = settings.source("serve.api_key")
     out.info(f"gptoss: loading {folder} ..." if kind == "transformers" else f"gptoss: starting {engine.description}")
-    serve_app(serve_settings, engine, sock, configure=install, on_force=_exit_soon,
-              on_ready=lambda: _ready(out, ready_line(serve_settings, url, engine.description, key_source), {
-                  "model": serve_settings.served_model_name, "aliases": list(serve_settings.aliases),
-                  "engine": engine.description, "url": f"{url}/v1", "api_key_required": bool(serve_settings.api_key)}))
+    runtime.run(engine, on_ready=lambda: _ready(out, ready_line(serve_settings, url, engine.description, key_source), {
+        "model": serve_settings.served_model_name, "aliases": list(serve_settings.aliases),
+        "engine": engine.description, "url": f"{url}/v1", "api_key_required": bool(serve_settings.api_key)}))
 
 
 def _exit_soon(grace: float = 5.0) -> None:
@@ -317,7 +313,7 @@ def _demo_date() -> str:
     return DEMO_CURRENT_DATE
 
 
-def _check_memory(folder: Path, settings: Settings, out: Output) -> None:
+def _check_memory(folder: Path, settings: Any, out: Output) -> None:
     """Refuse (exit 3, with the numbers) a model that cannot fit, instead of being OOM-killed mid-load."""
     from gptoss_cli.serve.engines.transformers.memory import check_memory, gib
     from gptoss_cli.serve.engines.transformers.engine import (
@@ -328,16 +324,15 @@ def _check_memory(folder: Path, settings: Settings, out: Output) -> None:
     )
 
     check_weights(folder)
-    device = resolve_device(settings["serve.device"])
-    dtype = resolve_dtype(settings["serve.dtype"], device)
-    est = check_memory(folder, device, dtype, max_model_len=settings.get("serve.max_model_len"),
+    device = resolve_device(settings.device)
+    dtype = resolve_dtype(settings.dtype, device)
+    est = check_memory(folder, device, dtype, max_model_len=settings.max_model_len,
                        mxfp4_native=native_mxfp4_available(device))
     free = f", {gib(est.available_bytes)} available" if est.available_bytes is not None else ""
     out.info(f"gptoss: memory: about {gib(est.needed_bytes)} on {device} ({est.detail}){free}")
 
 
-def _make_engine(folder: Path, settings: Settings) -> Any:
-    from gptoss_cli.serve.engines.transformers.engine import TransformersEngine
+def _make_engine(folder: Path, settings: Any) -> Any:
+    from gptoss_cli.serve.engines.build import transformers_engine
 
-    return TransformersEngine(folder, device=settings["serve.device"], dtype=settings["serve.dtype"],
-                              max_model_len=settings.get("serve.max_model_len"))
+    return transformers_engine(folder, settings)

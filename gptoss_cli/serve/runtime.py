@@ -1,18 +1,24 @@
-"""Run the app under uvicorn: bind first (so "address in use" is our one-line error), serve until SIGINT/SIGTERM.
+"""Server start, signals and drain: bind first (so "address in use" is our one-line error), then ``Runtime`` serves
+the app under uvicorn until SIGINT/SIGTERM has drained it.
 
-Core code: no typer, no sys.exit. uvicorn is imported inside ``serve_app``.
+Core code: no typer, no sys.exit. uvicorn is imported inside ``Runtime.run`` / ``make_server``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import shlex
+import signal
 import socket
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from gptoss_cli.errors import CouldNotRun, GptossError, Interrupted
-from gptoss_cli.serve.engines.interface import Engine
+from gptoss_cli.serve.engines.interface import EngineHooks
 from gptoss_cli.serve.settings import ServeSettings
+
+log = logging.getLogger("gptoss.serve")
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -67,70 +73,159 @@ def ready_line(settings: ServeSettings, url: str, description: str, key_source: 
     )
 
 
-def serve_app(
-    settings: ServeSettings,
-    engine: Engine,
-    sock: socket.socket,
-    *,
-    on_ready: Callable[[], None] | None = None,
-    log_level: str = "warning",
-    configure: Callable[[Any], None] | None = None,
-    on_force: Callable[[], None] | None = None,
-) -> None:
-    """Serve until a signal stops uvicorn. A model that fails to load stops the server and raises CouldNotRun.
+class Runtime:
+    """One server run: ``Runtime(settings, sock)``, build the engine with ``runtime.hooks``, then ``run(engine)``.
 
-    ``configure(app)`` may add layers (scheduler, metrics, …) to the app before it starts; when it sets
-    ``app.state.drain``, shutdown signals drain in-flight requests first (``serve/shutdown.py``). A second signal
-    cuts the drain short and raises ``Interrupted`` (exit 130); ``on_force`` is called from its signal handler.
+    The runtime owns the metrics the engine's hooks report to and the failure channel: a supervised child that is
+    gone for good (``hooks.on_failure``) or a model that fails to load stops the server, and ``run`` raises
+    ``CouldNotRun`` (exit 3). Shutdown signals drain in-flight requests first; a second signal cuts the drain short
+    and ``run`` raises ``Interrupted`` (exit 130) — ``on_force`` is called from its signal handler.
     """
+
+    def __init__(self, settings: ServeSettings, sock: socket.socket, *, log_level: str = "warning",
+                 on_force: Callable[[], None] | None = None,
+                 emit_access_log: Callable[[str], None] | None = None) -> None:
+        from gptoss_cli.serve.generation.metrics import ServeMetrics
+
+        self.settings = settings
+        self.sock = sock
+        self.log_level = log_level
+        self.on_force = on_force
+        self.emit_access_log = emit_access_log
+        self.metrics = ServeMetrics()
+        self.hooks = EngineHooks(on_step=self.metrics.batch_step, observe=self.metrics.upstream_exchange,
+                                 on_failure=self._child_failed)
+        self._failure: list[BaseException] = []
+        self._server: Any = None
+
+    def _failed(self, exc: BaseException) -> None:
+        self._failure.append(exc)
+        if self._server is not None:
+            self._server.should_exit = True
+
+    def _child_failed(self, reason: str) -> None:
+        self._failed(BackendFailed(f"the model server behind gptoss failed: {reason}"))
+
+    def run(self, engine: Any, *, on_ready: Callable[[], None] | None = None) -> None:
+        """Serve ``engine`` until a signal stops the server (see the class docstring for how it ends)."""
+        import uvicorn
+
+        from gptoss_cli.serve.logfmt import logging_config
+        from gptoss_cli.serve.openai.app import create_app
+
+        settings = self.settings
+        app = create_app(settings, engine, metrics=self.metrics, on_ready=on_ready, on_load_error=self._failed,
+                         emit_access_log=self.emit_access_log)
+        log_config = logging_config(settings.log_format, self.log_level.upper())
+        if log_config is not None:
+            import logging
+
+            logging.captureWarnings(True)  # warnings.warn (e.g. from transformers) as JSON log lines too
+        config = uvicorn.Config(
+            app,
+            **({"log_config": log_config} if log_config is not None else {}),
+            log_level=self.log_level,
+            lifespan="on",
+            access_log=False,  # our own access log (serve/openai/accesslog.py) replaces uvicorn's
+            timeout_graceful_shutdown=max(1, int(settings.drain_timeout)),
+            server_header=False,
+        )
+        self._server = make_server(config, app.state.server.drain, settings.drain_timeout, on_force=self.on_force)
+        self._server.run(sockets=[self.sock])
+        if self._server.forced:
+            raise Interrupted("stopped by a second signal; requests still running were cut off")
+        if self._failure:
+            exc = self._failure[0]
+            if isinstance(exc, GptossError):
+                raise exc
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            raise CouldNotRun(f"the model could not be loaded: {type(exc).__name__}: {detail}",
+                              hint="check the model folder, or run with GPTOSS_DEBUG=1") from None
+
+
+class BackendFailed(CouldNotRun):
+    """The engine behind the front is gone for good (the vLLM child kept dying): the server exits with code 3."""
+
+
+# ------------------------------------------------------------------------------------------------ graceful shutdown
+# On SIGTERM/SIGINT keep listening but refuse new work (503), let in-flight requests finish up to ``drain_timeout``,
+# cancel the rest, then stop uvicorn and return normally (exit code 0). uvicorn alone would close the listening
+# socket at once (new clients see "connection refused", not 503) and re-raise the captured signal after shutdown
+# (exit status -15 for SIGTERM). The first signal starts the drain; a second one forces the exit: the drain is
+# abandoned, every open connection is closed (their generations stop as for a client that went away), the lifespan
+# shutdown is skipped, and ``forced`` is set so the caller can report it (exit 130).
+
+
+def make_server(config: Any, drain: Callable[[float], Awaitable[bool]], drain_timeout: float,
+                on_force: Callable[[], None] | None = None) -> Any:
+    """A ``uvicorn.Server`` subclass instance that drains through ``drain(timeout)`` before it exits."""
     import uvicorn
 
-    from gptoss_cli.serve.openai.app import create_app
+    class DrainingServer(uvicorn.Server):
+        def __init__(self, cfg: Any) -> None:
+            super().__init__(cfg)
+            self._drain_task: asyncio.Task | None = None
+            self._loop: asyncio.AbstractEventLoop | None = None
+            self.signalled: list[int] = []
+            self.forced = False
 
-    failure: list[BaseException] = []
-    server: uvicorn.Server | None = None
+        async def serve(self, sockets: Any = None) -> None:
+            self._loop = asyncio.get_running_loop()
+            await super().serve(sockets)
 
-    def load_failed(exc: BaseException) -> None:
-        failure.append(exc)
-        if server is not None:
-            server.should_exit = True
+        def handle_exit(self, sig: int, frame: Any) -> None:  # runs as the signal handler (main thread)
+            self.signalled.append(sig)
+            if len(self.signalled) > 1:
+                self._force(sig)
+            elif self._loop is None or not self.started:
+                self.should_exit = True  # before the server is up: nothing to drain, stop now
+            else:
+                self._loop.call_soon_threadsafe(self._start_drain, sig)
 
-    app = create_app(settings, engine, on_ready=on_ready, on_load_error=load_failed)
-    if configure is not None:
-        configure(app)
-    from gptoss_cli.serve.logfmt import logging_config
+        def _force(self, sig: int) -> None:
+            log.warning("received %s again: stopping now, requests still running are cut off",
+                        signal.Signals(sig).name)
+            self.forced = self.force_exit = self.should_exit = True
+            if on_force is not None:
+                on_force()
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._cut_off)
 
-    log_config = logging_config(settings.log_format, log_level.upper())
-    if log_config is not None:
-        import logging
+        async def shutdown(self, sockets: Any = None) -> None:
+            await super().shutdown(sockets)
+            if self.forced:  # uvicorn skips the app's shutdown when forced: give it a moment, never more
+                try:
+                    await asyncio.wait_for(self.lifespan.shutdown(), timeout=2.0)
+                except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - exiting regardless
+                    pass
 
-        logging.captureWarnings(True)  # warnings.warn (e.g. from transformers) as JSON log lines too
-    config = uvicorn.Config(
-        app,
-        **({"log_config": log_config} if log_config is not None else {}),
-        log_level=log_level,
-        lifespan="on",
-        access_log=False,
-        timeout_graceful_shutdown=max(1, int(settings.drain_timeout)),
-        server_header=False,
-    )
-    drain = getattr(app.state, "drain", None)  # set by the load layers (serve/openai/layers.py): drain on SIGTERM/SIGINT
-    if callable(drain):
-        from gptoss_cli.serve.shutdown import make_server
+        def _cut_off(self) -> None:
+            if self._drain_task is not None:
+                self._drain_task.cancel()
+            for connection in list(self.server_state.connections):
+                transport = getattr(connection, "transport", None)
+                if transport is not None:
+                    transport.close()  # the handler sees a disconnect; its generation stops
 
-        server = make_server(app, config, drain, settings.drain_timeout, on_force=on_force)
-    else:
-        server = uvicorn.Server(config)
-    server.run(sockets=[sock])
-    if getattr(server, "forced", False):
-        raise Interrupted("stopped by a second signal; requests still running were cut off")
-    if failure:
-        exc = failure[0]
-        if isinstance(exc, GptossError):
-            raise exc
-        detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise CouldNotRun(f"the model could not be loaded: {type(exc).__name__}: {detail}",
-                          hint="check the model folder, or run with GPTOSS_DEBUG=1") from None
+        def _start_drain(self, sig: int) -> None:
+            if self._drain_task is None:
+                log.warning("received %s: draining (up to %g s), new requests get 503",
+                            signal.Signals(sig).name, drain_timeout)
+                self._drain_task = asyncio.ensure_future(self._drain_then_exit())
+
+        async def _drain_then_exit(self) -> None:
+            try:
+                clean = await drain(drain_timeout)
+                if not clean:
+                    log.warning("drain timeout reached: cancelled the requests still running")
+            except asyncio.CancelledError:
+                pass  # a second signal: stopping without the drain
+            except Exception:  # noqa: BLE001 - shutting down regardless
+                log.exception("drain failed")
+            finally:
+                self.should_exit = True
+
+    return DrainingServer(config)
 
 
-__all__ = ["base_url", "bind", "example_curl", "ready_line", "serve_app"]
+__all__ = ["BackendFailed", "Runtime", "base_url", "bind", "example_curl", "make_server", "ready_line"]

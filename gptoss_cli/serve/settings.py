@@ -1,18 +1,24 @@
-"""``ServeSettings``: everything the HTTP server needs to know, as one frozen value.
+"""``ServeSettings``: everything ``gptoss serve`` needs to know — the HTTP front, the pipeline and the engine — as one
+frozen value.
 
-Built from the resolved configuration (``from_config``) by the CLI, or directly in tests. The server never reads the
-environment itself.
+Built from the resolved configuration (``from_config``) by the CLI, or directly in tests. Nothing under ``serve/``
+reads the environment or the raw ``Settings`` itself.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
-from gptoss_cli.config import Secret, Settings
-from gptoss_cli.errors import ConfigError
+from gptoss_cli.config import Secret, Settings, read_env
+from gptoss_cli.errors import ConfigError, UsageError
 from gptoss_cli.serve.options import EFFORTS, flag_name, normalise_host, problem
+
+
+# vLLM batches hundreds of sequences itself: the front's own admission limits only guard against floods.
+REQUEST_LEVEL_CONCURRENCY = 256
+REQUEST_LEVEL_QUEUE = 1024
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,17 @@ class ServeSettings:
     cache_url: str | None = None
     log_format: str = "text"
     log_prompts: bool = False
+    # The engine (engines/build.py).
+    engine: str = "transformers"  # transformers | vllm | upstream
+    device: str = "auto"
+    dtype: str = "auto"
+    upstream_url: str | None = None
+    upstream_api_key: Secret | None = None  # read from the variable --upstream-api-key-env names
+    upstream_model: str | None = None
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    distributed_executor_backend: str | None = None
+    vllm_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         """The same rules as ``check_serve_options`` (``serve/options.py``), for values built in code."""
@@ -62,18 +79,43 @@ class ServeSettings:
     def is_loopback(self) -> bool:
         return host_is_loopback(self.host)
 
+    @property
+    def relays(self) -> bool:
+        """Whether the engine answers whole requests (vLLM, an upstream) rather than token ids."""
+        return self.engine != "transformers"
+
     @classmethod
-    def from_config(cls, settings: Settings, **overrides: Any) -> "ServeSettings":
-        """Take the ``serve.*`` values of the resolved configuration (``overrides`` win)."""
+    def from_config(cls, settings: Settings, env: Mapping[str, str] | None = None,
+                    **overrides: Any) -> "ServeSettings":
+        """Take the ``serve.*`` values of the resolved configuration (``overrides`` win). A request-level engine
+        batches itself, so unless set, the front's own limits only guard against floods."""
         serve = settings.section("serve")
         values: dict[str, Any] = {}
         for name in cls.__dataclass_fields__:
             if name in serve and serve[name] is not None:
                 values[name] = serve[name]
-        if "aliases" in values:
-            values["aliases"] = tuple(values["aliases"])
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        for name in ("aliases", "vllm_args"):
+            if name in values:
+                values[name] = tuple(values[name])
+        values["upstream_api_key"] = _upstream_key(settings, env)
+        given = {k: v for k, v in overrides.items() if v is not None}
+        values.update(given)
+        if values.get("engine", "transformers") != "transformers":
+            for name, wide in (("max_concurrency", REQUEST_LEVEL_CONCURRENCY), ("max_queue", REQUEST_LEVEL_QUEUE)):
+                if name not in given and settings.source(f"serve.{name}") == "default":
+                    values[name] = wide
         return cls(**values)
+
+
+def _upstream_key(settings: Settings, env: Mapping[str, str] | None) -> Secret | None:
+    name = settings.get("serve.upstream_api_key_env")
+    if not name:
+        return None
+    value = read_env(name, env)
+    if value is None:
+        raise UsageError(f"--upstream-api-key-env names {name}, which is not set",
+                         hint=f"export {name}=... or drop the option for an upstream without a key")
+    return Secret(value)
 
 
 def host_is_loopback(host: str) -> bool:
@@ -86,4 +128,4 @@ def host_is_loopback(host: str) -> bool:
         return False
 
 
-__all__ = ["EFFORTS", "ServeSettings", "host_is_loopback"]
+__all__ = ["EFFORTS", "REQUEST_LEVEL_CONCURRENCY", "REQUEST_LEVEL_QUEUE", "ServeSettings", "host_is_loopback"]

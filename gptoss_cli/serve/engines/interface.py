@@ -1,19 +1,22 @@
-"""The engine seam: what the HTTP layer needs from a model, plus a scripted fake for tests.
+"""The engine seam: what the request pipeline needs from a model. Nothing heavy is imported here.
 
-The server renders harmony prompts to text, asks the engine's tokenizer for ids, and consumes generated token ids one
-at a time (harmony is parsed on tokens, never on decoded text). Engines:
+Two kinds of engine sit behind the one pipeline (``serve/generation/pipeline.py``):
 
-- ``ScriptedEngine`` here: replays token ids, for precise tests of the HTTP layer and the harmony parser.
-- ``TransformersEngine`` (``serve/engines/transformers/engine.py``): torch + transformers, imported lazily.
+- ``Engine`` answers **token ids**: the front renders harmony, the engine streams generated ids, the front parses
+  them (``engines/transformers/``: torch + transformers, imported lazily; ``engines/scripted.py`` for tests).
+- ``ChatBackend`` answers **whole OpenAI requests** (``engines/vllm/`` — a supervised ``vllm serve`` child — and
+  ``engines/upstream/`` — any OpenAI-compatible server): the front relays the client's JSON and the chunks back.
 
-This module imports nothing heavy.
+``answers_requests(engine)`` tells them apart by the protocol they implement. Either way the pipeline adds the
+response cache, admission (429), deadlines (504), cancellation, metrics and the access log. What an engine reports
+back (batch steps, upstream exchanges, a child that died for good) goes to the ``EngineHooks`` given to its
+constructor.
 """
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
-from typing import AsyncIterator, Protocol, Sequence, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable, Protocol, Sequence, runtime_checkable
 
 # Harmony special tokens at their real o200k_harmony ids (see reference/harmony-and-gptoss.md §2.1).
 HARMONY_SPECIAL_TOKENS: dict[str, int] = {
@@ -87,87 +90,49 @@ class Engine(Protocol):
         """Release the model (called on shutdown)."""
 
 
-class ByteTokenizer:
-    """A tiny tokenizer for tests: one id per UTF-8 byte (0–255) plus the harmony specials at their real ids."""
+@runtime_checkable
+class ChatBackend(Protocol):
+    """An engine that answers whole OpenAI requests (the front relays them instead of rendering harmony).
 
-    def __init__(self, specials: dict[str, int] | None = None) -> None:
-        self.specials = dict(specials or HARMONY_SPECIAL_TOKENS)
-        self._by_id = {v: k for k, v in self.specials.items()}
-
-    def encode(self, text: str) -> list[int]:
-        ids: list[int] = []
-        i = 0
-        while i < len(text):
-            if text.startswith("<|", i):
-                end = text.find("|>", i)
-                if end != -1 and text[i : end + 2] in self.specials:
-                    ids.append(self.specials[text[i : end + 2]])
-                    i = end + 2
-                    continue
-            ids.extend(text[i].encode("utf-8"))
-            i += 1
-        return ids
-
-    def decode(self, ids: Sequence[int]) -> str:
-        out: list[str] = []
-        buf = bytearray()
-        for t in ids:
-            if t in self._by_id:
-                out.append(buf.decode("utf-8", errors="replace"))
-                buf.clear()
-                out.append(self._by_id[t])
-            else:
-                buf.append(t)
-        out.append(buf.decode("utf-8", errors="replace"))
-        return "".join(out)
-
-    def token_id(self, text: str) -> int | None:
-        return self.specials.get(text)
-
-
-@dataclass
-class ScriptedEngine:
-    """Replays scripted completions as token ids; records the prompts it was given.
-
-    ``script`` is a list of completions, each a harmony text (``<|channel|>final<|message|>Hi<|return|>``) or a list
-    of token ids; request ``n`` gets ``script[n % len(script)]``. ``delay`` seconds pass between tokens.
+    ``kind`` is ``"chat"`` or ``"completion"``; ``body`` is the client's JSON (model already checked by the front).
+    ``complete`` returns the normalised reply; ``open_stream`` waits for the upstream's answer to start (so errors
+    still get their HTTP status) and returns the normalised chunks. Both raise ``APIError`` subclasses.
     """
 
-    script: list[str | list[int]]
-    tokenizer: Tokenizer = field(default_factory=ByteTokenizer)
-    max_model_len: int = 4096
-    delay: float = 0.0
-    description: str = "scripted test engine"
-    prompts: list[list[int]] = field(default_factory=list)
-    params: list[SamplingParams] = field(default_factory=list)
-    loaded: bool = False
-    cancelled: int = 0
+    description: str
+    max_model_len: int | None
 
-    def load(self) -> None:
-        self.loaded = True
+    async def start(self) -> None: ...
 
-    def close(self) -> None:
-        self.loaded = False
+    async def ready(self) -> bool: ...
 
-    async def generate(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[int]:
-        index = len(self.prompts)
-        self.prompts.append(list(prompt_ids))
-        self.params.append(params)
-        item = self.script[index % len(self.script)]
-        ids = self.tokenizer.encode(item) if isinstance(item, str) else list(item)
-        stops = set(params.stop_token_ids)
-        try:
-            for produced, tok in enumerate(ids):
-                if produced >= params.max_tokens:
-                    return
-                if self.delay:
-                    await asyncio.sleep(self.delay)
-                yield tok
-                if tok in stops:
-                    return
-        except (asyncio.CancelledError, GeneratorExit):
-            self.cancelled += 1
-            raise
+    async def complete(self, kind: str, body: dict[str, Any], model: str) -> dict[str, Any]: ...
+
+    async def open_stream(self, kind: str, body: dict[str, Any], model: str) -> AsyncIterator[dict[str, Any]]: ...
+
+    async def close(self) -> None: ...
+
+
+def answers_requests(engine: object) -> bool:
+    """Whether ``engine`` is a ``ChatBackend`` (whole requests) rather than an ``Engine`` (token ids)."""
+    return isinstance(engine, ChatBackend)
+
+
+def _ignore(*args: Any) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class EngineHooks:
+    """Where an engine reports what it observes; given to its constructor (``engines/build.py``).
+
+    ``on_step(rows, seconds)`` after every batched decode step; ``observe(Observation)`` after every upstream
+    exchange; ``on_failure(reason)`` once when a supervised child is gone for good (the server then exits, code 3).
+    """
+
+    on_step: Callable[[int, float], None] = _ignore
+    observe: Callable[[Any], None] = _ignore
+    on_failure: Callable[[str], None] = _ignore
 
 
 __all__ = [
@@ -175,9 +140,10 @@ __all__ = [
     "HARMONY_SPECIAL_TOKENS",
     "HARMONY_STOP_TEXTS",
     "STOP_TOKEN_TEXTS",
-    "ByteTokenizer",
+    "ChatBackend",
     "Engine",
+    "EngineHooks",
     "SamplingParams",
-    "ScriptedEngine",
     "Tokenizer",
+    "answers_requests",
 ]

@@ -100,6 +100,7 @@ class ServeMetrics:
         self.max_queue = Gauge("gptoss_max_queue", "Configured --max-queue", registry=r)
         self.info = Gauge("gptoss_info", "Server description (value is always 1)", ["version", "model", "engine"],
                           registry=r)
+        self._upstream: tuple[Histogram, Histogram] | None = None
         r.register(_GpuMemoryCollector())
         for reason in ("overloaded", "draining"):
             self.rejections.labels(reason=reason)
@@ -122,6 +123,28 @@ class ServeMetrics:
             self.timeouts.inc()
         elif name == "cancelled":
             self.cancelled.inc()
+
+    def track_upstream(self) -> None:
+        """Add the histograms of a request-level engine (vLLM, an upstream); idempotent."""
+        if self._upstream is not None:
+            return
+        self._upstream = (
+            Histogram("gptoss_upstream_duration_seconds", "Time the backend behind the front took, by outcome",
+                      ["kind", "stream", "status"], buckets=LATENCY_BUCKETS, registry=self.registry),
+            Histogram("gptoss_upstream_first_byte_seconds", "Request sent to the backend's first byte",
+                      ["kind", "stream"], buckets=LATENCY_BUCKETS, registry=self.registry),
+        )
+
+    def upstream_exchange(self, o: Any) -> None:
+        """``EngineHooks.observe``: one exchange with the server behind the front (an upstream ``Observation``).
+        Tokens are counted by the pipeline, not here."""
+        self.track_upstream()
+        assert self._upstream is not None
+        duration, first = self._upstream
+        stream = "true" if o.stream else "false"
+        duration.labels(kind=o.kind, stream=stream, status=str(o.status)).observe(o.total_s)
+        if o.first_byte_s is not None:
+            first.labels(kind=o.kind, stream=stream).observe(o.first_byte_s)
 
     def describe(self, version: str, model: str, engine: str) -> None:
         self.info.labels(version=version, model=model, engine=engine).set(1)

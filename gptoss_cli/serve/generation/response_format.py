@@ -2,7 +2,7 @@
 
 We do not constrain decoding (the engine seam passes no logits processor). Instead the answer (final-channel text)
 is parsed as JSON and, for ``json_schema``, validated against the schema; a failing answer is generated again (with
-sampling on, see ``respond.py``) up to ``ServeSettings.response_format_retries`` times, then answered with a 500
+sampling on, see ``run_checked`` in ``generation/run.py``) up to ``ServeSettings.response_format_retries`` times, then answered with a 500
 ``response_format_unsatisfied``. A reply cut by ``max_tokens`` (finish_reason ``length``) or ending in a tool call is
 returned as is, like OpenAI does. Validation uses ``jsonschema`` when installed, else ``jsonschema_rs``.
 """

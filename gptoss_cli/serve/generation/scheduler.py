@@ -1,7 +1,7 @@
 """Admission control between the HTTP layer and the engine.
 
 ``max_concurrency`` requests generate at once; up to ``max_queue`` more wait for a slot (first come, first served);
-beyond both a request is refused at once with ``Overloaded`` (→ 429 + ``Retry-After``). Every request has a deadline
+beyond both a request is refused at once with ``QueueFull`` (→ 429 + ``Retry-After``). Every request has a deadline
 (``request_timeout`` from arrival, queue wait included) → ``RequestTimedOut`` (→ 504), and its slot is freed. When the
 consumer stops (client disconnect cancels the task, or closes the iterator) the slot is freed at once and the engine's
 iterator is closed, which cancels its generation. ``start_draining()`` (shutdown) refuses new requests with
@@ -29,7 +29,7 @@ class SchedulerError(Exception):
     type: str = "server_error"
 
 
-class Overloaded(SchedulerError):
+class QueueFull(SchedulerError):
     status, code, type = 429, "overloaded", "rate_limit_error"
 
     def __init__(self, retry_after: int, in_flight: int, queued: int) -> None:
@@ -142,7 +142,7 @@ class Scheduler:
 
     # -- admission ------------------------------------------------------------------------------------------------
     async def acquire(self, timeout: float | None = None, stop: asyncio.Future | None = None) -> Lease:
-        """Wait for a slot; raise ``Overloaded`` / ``Draining`` at once, ``RequestTimedOut`` if the wait is too long,
+        """Wait for a slot; raise ``QueueFull`` / ``Draining`` at once, ``RequestTimedOut`` if the wait is too long,
         ``ClientGone`` when ``stop`` (the client's disconnect) completes while waiting."""
         if self._draining:
             self.on_event("rejected_draining")
@@ -154,7 +154,7 @@ class Scheduler:
             return self._grant(now, deadline)
         if self.queued >= self.max_queue:
             self.on_event("rejected_overloaded")
-            raise Overloaded(self.retry_after(), self.in_flight, self.queued)
+            raise QueueFull(self.retry_after(), self.in_flight, self.queued)
         waiter = _Waiter(asyncio.get_running_loop().create_future(), deadline, now)
         self._waiters.append(waiter)
         self._idle.clear()
@@ -321,7 +321,7 @@ __all__ = [
     "ClientGone",
     "Draining",
     "Lease",
-    "Overloaded",
+    "QueueFull",
     "RequestTimedOut",
     "Scheduler",
     "SchedulerError",

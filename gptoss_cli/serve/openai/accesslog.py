@@ -18,16 +18,15 @@ The route is the path only: the query string is never logged. Prompt and complet
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import json
 import logging
 import re
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, MutableMapping, Sequence
 
+from gptoss_cli.serve.generation.record import RequestRecord, _current, current_record
 from gptoss_cli.serve.logfmt import ACCESS_LOGGER, timestamp
 from gptoss_cli.serve.options import LOG_FORMATS
 
@@ -38,38 +37,6 @@ Send = Callable[[Message], Awaitable[None]]
 
 CLIENT_CLOSED = 499
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-@dataclass
-class RequestRecord:
-    id: str
-    method: str
-    path: str
-    client: str | None = None
-    start: float = field(default_factory=time.perf_counter)
-    status: int = 0
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    ttft: float | None = None
-    cache_hit: bool | None = None
-    error: str | None = None
-    prompt_ids: Sequence[int] | None = None
-    completion_ids: list[int] | None = None
-    latency: float | None = None
-    disconnected: asyncio.Future | None = None  # completes when the client goes away
-
-    def first_token(self) -> float:
-        if self.ttft is None:
-            self.ttft = time.perf_counter() - self.start
-        return self.ttft
-
-
-_current: contextvars.ContextVar[RequestRecord | None] = contextvars.ContextVar("gptoss_request", default=None)
-
-
-def current_record() -> RequestRecord | None:
-    """The record of the request being handled in this task (None outside a request)."""
-    return _current.get()
 
 
 def request_id_from(headers: Sequence[tuple[bytes, bytes]]) -> str:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, AsyncIterator
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable
 
-from gptoss_cli.serve.errors import APIError, EngineFailure
+from gptoss_cli.serve.errors import APIError, EngineFailure, api_error_for
 
 log = logging.getLogger("gptoss.serve")
 
@@ -38,9 +39,14 @@ async def frame(payloads: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]
     except APIError as exc:
         log.warning("stream ended by error: %s", exc.message)
         yield event(exc.envelope())
-    except Exception:  # noqa: BLE001 - the body must end well-formed whatever happened
-        log.exception("stream failed")
-        yield event(EngineFailure("The model failed while generating this response.").envelope())
+    except Exception as exc:  # noqa: BLE001 - the body must end well-formed whatever happened
+        mapped = api_error_for(exc)  # a deadline or shutdown in the middle of the stream keeps its own code
+        if mapped is not None:
+            log.warning("stream ended by error: %s", mapped.message)
+            yield event(mapped.envelope())
+        else:
+            log.exception("stream failed")
+            yield event(EngineFailure("The model failed while generating this response.").envelope())
     finally:
         aclose = getattr(payloads, "aclose", None)
         if aclose is not None:
@@ -48,4 +54,21 @@ async def frame(payloads: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]
     yield DONE
 
 
-__all__ = ["DONE", "HEADERS", "MEDIA_TYPE", "event", "frame"]
+@dataclass(frozen=True)
+class EventStream:
+    """A streamed reply: the payloads to frame, and what to run once the response is over."""
+
+    payloads: AsyncIterator[dict[str, Any]]
+    on_close: Callable[[], Awaitable[None]] | None = None
+
+
+def response(stream: EventStream) -> Any:
+    """The Starlette response that sends ``stream`` as server-sent events."""
+    from starlette.background import BackgroundTask
+    from starlette.responses import StreamingResponse
+
+    return StreamingResponse(frame(stream.payloads), media_type=MEDIA_TYPE, headers=HEADERS,
+                             background=BackgroundTask(stream.on_close) if stream.on_close is not None else None)
+
+
+__all__ = ["DONE", "HEADERS", "MEDIA_TYPE", "EventStream", "event", "frame", "response"]

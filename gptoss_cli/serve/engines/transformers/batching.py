@@ -41,7 +41,7 @@ _END = object()
 SWITCH_INTERVAL = 0.0005  # seconds; see BatchingEngine._start
 
 
-class EngineFailure(RuntimeError):
+class BatchStepFailed(RuntimeError):
     """The model step failed (out of memory, bad input); the requests of that batch end with this error."""
 
 
@@ -149,7 +149,7 @@ class BatchingEngine:
             base = getattr(self.inner, "description", "transformers")
             self.description = f"{base} (batched, up to {self.max_batch} at once)"
         if self.model is None:
-            raise EngineFailure("the batching engine needs a loaded transformers model")
+            raise BatchStepFailed("the batching engine needs a loaded transformers model")
         self._start()
 
     def close(self) -> None:
@@ -164,7 +164,7 @@ class BatchingEngine:
 
     async def generate(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[int]:
         if self._closed:
-            raise EngineFailure("the engine is shut down")
+            raise BatchStepFailed("the engine is shut down")
         if not prompt_ids:
             raise ValueError("the prompt is empty")
         if len(prompt_ids) >= self.max_model_len:
@@ -248,7 +248,7 @@ class BatchingEngine:
                     self._fail(rows, exc)
                     state.reset()
             for r in list(state.rows) + pending:
-                r.push(EngineFailure("the engine is shutting down"))
+                r.push(BatchStepFailed("the engine is shutting down"))
             state.reset()
 
     @staticmethod
@@ -311,7 +311,7 @@ class BatchingEngine:
         from gptoss_cli.serve.errors import APIError
 
         # an error written for the client (NaN logits) reaches it as it is; anything else stays generic
-        failure = exc if isinstance(exc, APIError) else EngineFailure(f"generation failed: {type(exc).__name__}")
+        failure = exc if isinstance(exc, APIError) else BatchStepFailed(f"generation failed: {type(exc).__name__}")
         for r in rows:
             r.failed = True
             r.push(failure)
@@ -355,4 +355,4 @@ def _hand_over(items: list[tuple[Any, Any]]) -> None:
         inbox.put_nowait(item)
 
 
-__all__ = ["BatchingEngine", "EngineFailure", "KVSizing", "kv_sizing"]
+__all__ = ["BatchingEngine", "BatchStepFailed", "KVSizing", "kv_sizing"]

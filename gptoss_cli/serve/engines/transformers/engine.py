@@ -5,10 +5,10 @@ folder is read (``local_files_only``), only safetensors weights are accepted (pi
 code and are refused), and ``trust_remote_code`` is never enabled. The memory the model needs is checked first
 (``serve/engines/transformers/memory.py``) so a too-small machine gets a clear error instead of the OOM killer.
 
-Generation runs on one worker thread, one sequence at a time, in small steps (``_prefill`` then ``_decode_step``)
-so that the server can stop it between two steps: closing the async iterator or cancelling the consuming task sets a
-flag the worker checks before every step. The step functions are deliberately separate from the loop so that a
-batching scheduler can drive them later.
+Alone, generation runs on one worker thread, one sequence at a time, in small steps (``_prefill`` then
+``_decode_step``) so that the server can stop it between two steps: closing the async iterator or cancelling the
+consuming task sets a flag the worker checks before every step. When requests may run together the server wraps
+this engine in the ``BatchingEngine`` (``batching.py``), which drives the loaded model itself.
 
 torch, transformers and tokenizers are imported inside methods only.
 """
@@ -137,6 +137,8 @@ def check_weights(model_dir: Path) -> None:
 
 class TransformersEngine:
     """Engine protocol implementation over a local transformers model folder (see the module docstring)."""
+
+    supports_batching = True  # engines/build.py wraps it in the BatchingEngine when requests may run together
 
     def __init__(
         self, model_dir: Path, *, device: str = "auto", dtype: str = "auto", max_model_len: int | None = None

@@ -1,6 +1,6 @@
 """Request-level backends: the gptoss front in front of another OpenAI-compatible server.
 
-The transformers engine is token-level (``engine.py``: the app renders harmony and parses tokens). vLLM, an existing
+The transformers engine is token-level (``engines/interface.py``: the front renders harmony and parses tokens). vLLM, an existing
 vLLM/KServe cluster, Ollama's ``/v1`` and llama.cpp's server are not: they speak Chat Completions themselves. For
 them the app skips its harmony path and calls a ``ChatBackend`` instead; the front keeps what it adds on top (API
 keys, the error envelope, backpressure, metrics, the access log) and this module makes the replies look like ours
@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Protocol, runtime_checkable
+from typing import Any, AsyncIterator, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -41,29 +41,6 @@ from gptoss_cli.serve.engines.upstream.normalise import StreamNormaliser, normal
 log = logging.getLogger("gptoss.serve.upstream")
 
 PATHS = {"chat": "/chat/completions", "completion": "/completions"}
-
-
-@runtime_checkable
-class ChatBackend(Protocol):
-    """A backend that answers whole OpenAI requests (the app calls it instead of the harmony path).
-
-    ``kind`` is ``"chat"`` or ``"completion"``; ``body`` is the client's JSON (model already checked by the front).
-    ``complete`` returns the normalised reply; ``open_stream`` waits for the upstream's answer to start (so errors
-    still get their HTTP status) and returns the normalised chunks. Both raise ``APIError`` subclasses.
-    """
-
-    description: str
-    max_model_len: int | None
-
-    async def start(self) -> None: ...
-
-    async def ready(self) -> bool: ...
-
-    async def complete(self, kind: str, body: dict[str, Any], model: str) -> dict[str, Any]: ...
-
-    async def open_stream(self, kind: str, body: dict[str, Any], model: str) -> AsyncIterator[dict[str, Any]]: ...
-
-    async def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -122,7 +99,7 @@ class UpstreamBackend:
         self.upstream_model = config.model or served_model_name
         self.max_model_len: int | None = None
         self.description = description or f"upstream {config.shown_url}"
-        self.observe: Callable[[Observation], None] = observe or (lambda o: None)
+        self._observe: Callable[[Observation], None] = observe or (lambda o: None)
         self._transport = transport
         self._client = self._new_client()
 
@@ -174,9 +151,6 @@ class UpstreamBackend:
                         self.max_model_len = card[key]
                         break
 
-    def load(self) -> None:
-        """Nothing to load in process (``start()`` does the work); present for the layers that time ``load``."""
-
     async def ready(self) -> bool:
         try:
             resp = await self._client.get("/models", timeout=3.0)
@@ -213,7 +187,7 @@ class UpstreamBackend:
             raise
         finally:
             total = time.perf_counter() - started
-            self.observe(Observation(kind, False, status, first, total, usage))
+            self._observe(Observation(kind, False, status, first, total, usage))
 
     async def open_stream(self, kind: str, body: dict[str, Any], model: str) -> AsyncIterator[dict[str, Any]]:
         started = time.perf_counter()
@@ -222,7 +196,7 @@ class UpstreamBackend:
         try:
             resp = await self._send(kind, payload, stream=True)
         except APIError as exc:
-            self.observe(Observation(kind, True, exc.status, None, time.perf_counter() - started))
+            self._observe(Observation(kind, True, exc.status, None, time.perf_counter() - started))
             raise
         if resp.status_code != 200:
             try:
@@ -230,7 +204,7 @@ class UpstreamBackend:
             finally:
                 await resp.aclose()
             exc = map_status(resp.status_code, json_or_text(raw), resp.headers, self._secrets)
-            self.observe(Observation(kind, True, exc.status, None, time.perf_counter() - started))
+            self._observe(Observation(kind, True, exc.status, None, time.perf_counter() - started))
             raise exc
         include_usage = bool((body.get("stream_options") or {}).get("include_usage")) if isinstance(
             body.get("stream_options"), dict) else False
@@ -268,7 +242,7 @@ class UpstreamBackend:
             raise UpstreamError("The connection to the upstream model server broke during the stream.") from None
         finally:
             await resp.aclose()
-            self.observe(Observation(kind, True, status, first, time.perf_counter() - started, norm.usage))
+            self._observe(Observation(kind, True, status, first, time.perf_counter() - started, norm.usage))
 
     async def _send(self, kind: str, payload: dict[str, Any], *, stream: bool) -> httpx.Response:
         request = self._client.build_request("POST", PATHS[kind], json=payload)
@@ -340,7 +314,6 @@ async def sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
 
 
 __all__ = [
-    "ChatBackend",
     "Observation",
     "UpstreamBackend",
     "UpstreamConfig",

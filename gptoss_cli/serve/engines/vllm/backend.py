@@ -221,27 +221,6 @@ class VllmBackend:
             served_model_name=o.served_model_names[0], observe=self._observe, description=self.description,
         )
 
-    @property
-    def observe(self) -> Callable[[Any], None] | None:
-        return self._observe
-
-    @observe.setter
-    def observe(self, fn: Callable[[Any], None]) -> None:
-        self._observe = fn
-        if self.upstream is not None:
-            self.upstream.observe = fn
-
-    @property
-    def on_failure(self) -> Callable[[str], None] | None:
-        return self.supervisor.on_failure
-
-    @on_failure.setter
-    def on_failure(self, fn: Callable[[str], None] | None) -> None:
-        self.supervisor.on_failure = fn
-
-    def load(self) -> None:
-        """Nothing to load in process (``start()`` starts the child); present for the layers that time ``load``."""
-
     async def start(self) -> None:
         if self.upstream is None:  # a private folder of our own, made now
             path = private_socket_path()

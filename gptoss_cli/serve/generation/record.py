@@ -1,0 +1,46 @@
+"""The per-request record: what the pipeline learns about a request (tokens, time to first token, cache outcome)
+and the client's disconnect, shared through a context variable with the access log (``openai/accesslog.py``), which
+creates it for every HTTP request and writes it out when the response is over."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+
+@dataclass
+class RequestRecord:
+    id: str
+    method: str
+    path: str
+    client: str | None = None
+    start: float = field(default_factory=time.perf_counter)
+    status: int = 0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    ttft: float | None = None
+    cache_hit: bool | None = None
+    error: str | None = None
+    prompt_ids: Sequence[int] | None = None
+    completion_ids: list[int] | None = None
+    latency: float | None = None
+    disconnected: asyncio.Future | None = None  # completes when the client goes away
+
+    def first_token(self) -> float:
+        if self.ttft is None:
+            self.ttft = time.perf_counter() - self.start
+        return self.ttft
+
+
+_current: contextvars.ContextVar[RequestRecord | None] = contextvars.ContextVar("gptoss_request", default=None)
+
+
+def current_record() -> RequestRecord | None:
+    """The record of the request being handled in this task (None outside a request)."""
+    return _current.get()
+
+
+__all__ = ["RequestRecord", "current_record"]

@@ -1,0 +1,24 @@
+"""``POST /v1/completions``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from gptoss_cli.serve.openai.endpoints.common import reply, stream_doc
+from gptoss_cli.serve.openai.fronts import front_for
+from gptoss_cli.serve.openai.protocol import Completion, CompletionRequest
+from gptoss_cli.serve.openai.state import server_state
+
+router = APIRouter()
+
+
+@router.post(
+    "/v1/completions",
+    response_model=Completion,
+    responses={**stream_doc(Completion)},
+    summary="Create a text completion (the prompt is sent as one user message; text is the final answer)",
+)
+async def completions(body: CompletionRequest, request: Request) -> Response:
+    server = server_state(request)
+    return reply(await front_for(server).completion(server, body, request))
