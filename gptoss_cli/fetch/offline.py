@@ -21,10 +21,12 @@ from typing import Optional
 
 from gptoss_cli.errors import IntegrityError, UsageError
 from gptoss_cli.fetch.download import PARTIAL_DIRNAME, FileOutcome
+from gptoss_cli.fetch.git import fetch_code
 from gptoss_cli.fetch.lockwrite import existing_lock, write_result
-from gptoss_cli.fetch.select import safe_target
+from gptoss_cli.fetch.plan import check_space, existing_ancestor, require_space
+from gptoss_cli.fetch.select import check_safe_paths, is_selected, safe_target
 from gptoss_cli.fetch.types import FetchOptions, FetchResult, Hooks, ModelResult
-from gptoss_cli.lockfile import LOCK_NAME, MODEL_DIRNAME, Lock, LockedFile, check_relpath, read_lock
+from gptoss_cli.lockfile import CODE_DIRNAME, LOCK_NAME, MODEL_DIRNAME, Lock, LockedFile, check_relpath, read_lock
 from gptoss_cli.verify import ByteCounter, hash_file
 
 
@@ -141,11 +143,6 @@ def import_from_dir(files_root: Path, lock: Lock, model_dir: Path, *, jobs: int 
 
 def fetch_from_dir(options: FetchOptions, hooks: Hooks, started: float) -> FetchResult:
     """The ``--from-dir`` branch of :func:`gptoss_cli.fetch.run.fetch` (code from ``PATH/code`` when present)."""
-    from gptoss_cli.fetch.git import fetch_code
-    from gptoss_cli.fetch.plan import check_space, existing_ancestor, require_space
-    from gptoss_cli.fetch.select import check_safe_paths, is_selected
-    from gptoss_cli.lockfile import CODE_DIRNAME
-
     src = Path(options.from_dir or ".")
     dest = Path(options.dest)
     files_root, lock = source_layout(src, options.pinned)
