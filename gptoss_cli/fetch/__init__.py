@@ -2,7 +2,9 @@
 
 Modules, by concept:
 
-    run.py         fetch(): the end-to-end flow and its option/result dataclasses
+    run.py         fetch(): the end-to-end flow (re-exports the types below)
+    types.py       FetchOptions / Hooks / FetchResult and the other option/result dataclasses
+    lockwrite.py   the shared end of a run: merge with DEST's existing lock, write it, return the result
     git.py         shallow, pinned GitPython checkout; per-process mirror (insteadOf via GIT_CONFIG_*)
     hub.py         Hugging Face metadata through huggingface_hub.HfApi(endpoint=...)
     modelscope.py  ModelScope metadata through a small httpx client

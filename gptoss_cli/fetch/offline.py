@@ -17,16 +17,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from gptoss_cli.errors import IntegrityError, UsageError
 from gptoss_cli.fetch.download import PARTIAL_DIRNAME, FileOutcome
-from gptoss_cli.fetch.select import safe_target
-from gptoss_cli.lockfile import LOCK_NAME, MODEL_DIRNAME, Lock, LockedFile, check_relpath, read_lock
+from gptoss_cli.fetch.git import fetch_code
+from gptoss_cli.fetch.lockwrite import existing_lock, write_result
+from gptoss_cli.fetch.plan import check_space, existing_ancestor, require_space
+from gptoss_cli.fetch.select import check_safe_paths, is_selected, safe_target
+from gptoss_cli.fetch.types import FetchOptions, FetchResult, Hooks, ModelResult
+from gptoss_cli.lockfile import CODE_DIRNAME, LOCK_NAME, MODEL_DIRNAME, Lock, LockedFile, check_relpath, read_lock
 from gptoss_cli.verify import ByteCounter, hash_file
-
-if TYPE_CHECKING:
-    from gptoss_cli.fetch.run import FetchOptions, FetchResult, Hooks
 
 
 def source_layout(src: Path, pinned: Optional[Lock]) -> tuple[Path, Lock]:
@@ -140,14 +141,8 @@ def import_from_dir(files_root: Path, lock: Lock, model_dir: Path, *, jobs: int 
         staged.discard()
 
 
-def fetch_from_dir(options: "FetchOptions", hooks: "Hooks", started: float) -> "FetchResult":
+def fetch_from_dir(options: FetchOptions, hooks: Hooks, started: float) -> FetchResult:
     """The ``--from-dir`` branch of :func:`gptoss_cli.fetch.run.fetch` (code from ``PATH/code`` when present)."""
-    from gptoss_cli.fetch.git import fetch_code
-    from gptoss_cli.fetch.plan import check_space, existing_ancestor, require_space
-    from gptoss_cli.fetch.run import FetchResult, ModelResult, _existing_lock, build_lock
-    from gptoss_cli.fetch.select import check_safe_paths, is_selected
-    from gptoss_cli.lockfile import CODE_DIRNAME, write_lock
-
     src = Path(options.from_dir or ".")
     dest = Path(options.dest)
     files_root, lock = source_layout(src, options.pinned)
@@ -171,7 +166,7 @@ def fetch_from_dir(options: "FetchOptions", hooks: "Hooks", started: float) -> "
         return FetchResult(dest, True, None, None, None, model, space, time.perf_counter() - started)
     require_space(dest, space.needed)
     dest.mkdir(parents=True, exist_ok=True)
-    existing = _existing_lock(dest, hooks.log)
+    existing = existing_lock(dest, hooks.log)
     subset = Lock(code=lock.code, model=pin, files=entries)
     counter = ByteCounter(sum(e.size for e in entries), hooks.progress)
     staged = stage_from_dir(files_root, subset, model_dir, jobs=options.jobs, counter=counter)
@@ -190,8 +185,7 @@ def fetch_from_dir(options: "FetchOptions", hooks: "Hooks", started: float) -> "
         staged.discard()
     model = ModelResult(pin.source, pin.repo_id, pin.commit, pin.endpoint, "lock", tuple(outcomes),
                         sum(o.size for o in outcomes), 0)
-    lock_path = write_lock(dest, build_lock(existing, code, model))
-    return FetchResult(dest, False, lock_path, code, None, model, space, time.perf_counter() - started)
+    return write_result(dest, existing, code, model, space, started)
 
 
 __all__ = ["Staged", "fetch_from_dir", "import_from_dir", "source_layout", "stage_from_dir", "stage_one"]

@@ -10,89 +10,24 @@ from __future__ import annotations
 import errno
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
 
-from gptoss_cli.config import Secret
 from gptoss_cli.dest import claim, inside
 from gptoss_cli.errors import CouldNotRun, Interrupted, UsageError
 from gptoss_cli.fetch.download import PARTIAL_DIRNAME, Downloader, FileOutcome, PlannedFile, part_name
-from gptoss_cli.fetch.git import CodeResult, GitProgressFn, fetch_code, mirrored_url
+from gptoss_cli.fetch.git import fetch_code, mirrored_url
 from gptoss_cli.fetch.http import Requester, make_client
-from gptoss_cli.fetch.plan import SpaceCheck, bytes_needed, check_space, plan_from_remote, require_space
+from gptoss_cli.fetch.lockwrite import build_lock, existing_lock, write_result
+from gptoss_cli.fetch.offline import fetch_from_dir
+from gptoss_cli.fetch.plan import bytes_needed, check_space, plan_from_remote, require_space
 from gptoss_cli.fetch.remote import RemoteSnapshot, check_endpoint, is_huggingface_co
-from gptoss_cli.lockfile import (CODE_DIRNAME, LOCK_NAME, MODEL_DIRNAME, CodePin, Lock, LockedFile, LockError,
-                                 ModelPin, public_url, read_lock, write_lock)
-from gptoss_cli.verify import ByteCounter, ProgressFn
+from gptoss_cli.fetch.types import CodeSpec, FetchOptions, FetchResult, Hooks, ModelResult, WeightsSpec
+from gptoss_cli.lockfile import CODE_DIRNAME, MODEL_DIRNAME, Lock, public_url
+from gptoss_cli.verify import ByteCounter
 
 MAX_JOBS = 64  # parallel downloads; more only opens sockets a mirror will refuse
-
-
-@dataclass(frozen=True)
-class CodeSpec:
-    url: str = "https://github.com/openai/gpt-oss"
-    ref: Optional[str] = None
-    mirror: Optional[str] = None
-
-
-@dataclass(frozen=True)
-class WeightsSpec:
-    source: str = "hf"
-    repo_id: str = "openai/gpt-oss-20b"
-    revision: str = "main"
-    endpoint: str = "https://huggingface.co"
-    token: Optional[Secret] = None
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    allow_pickle: bool = False
-
-
-@dataclass(frozen=True)
-class FetchOptions:
-    dest: Path
-    code: Optional[CodeSpec] = field(default_factory=CodeSpec)
-    weights: Optional[WeightsSpec] = field(default_factory=WeightsSpec)
-    pinned: Optional[Lock] = None  # --lock: expected hashes (and default pins) from a lock made earlier
-    from_dir: Optional[Path] = None
-    jobs: int = 8
-    dry_run: bool = False
-
-
-@dataclass(frozen=True)
-class Hooks:
-    """Observers: ``log`` for one-line notes, ``progress(done, total)`` by bytes, ``git(stage, cur, max)``,
-    ``file_done(path, files_done, files_total)`` as each downloaded file is complete."""
-
-    log: Callable[[str], None] = lambda _m: None
-    progress: Optional[ProgressFn] = None
-    git: Optional[GitProgressFn] = None
-    file_done: Callable[[str, int, int], None] = lambda _path, _done, _total: None
-    retry_wait: float = 0.5  # first back-off after a transient failure (doubles each try)
-
-
-@dataclass(frozen=True)
-class ModelResult:
-    source: str
-    repo_id: str
-    commit: str
-    endpoint: str  # public: no credentials
-    trust: str  # "lock" (hashes from --lock) | "endpoint" (hashes from the endpoint's metadata) | "from-dir"
-    files: tuple[FileOutcome, ...]
-    total_bytes: int
-    transferred_bytes: int
-
-
-@dataclass(frozen=True)
-class FetchResult:
-    dest: Path
-    dry_run: bool
-    lock_path: Optional[Path]
-    code: Optional[CodeResult]
-    code_plan: Optional[dict]
-    model: Optional[ModelResult]
-    space: Optional[SpaceCheck]
-    seconds: float
 
 
 def apply_lock_defaults(code: Optional[CodeSpec], weights: Optional[WeightsSpec], pinned: Lock, *,
@@ -111,16 +46,6 @@ def apply_lock_defaults(code: Optional[CodeSpec], weights: Optional[WeightsSpec]
         if not revision_given and weights.repo_id == model.repo_id:
             weights = replace(weights, revision=model.commit)
     return code, weights
-
-
-def _existing_lock(dest: Path, log: Callable[[str], None]) -> Optional[Lock]:
-    if not (dest / LOCK_NAME).is_file():
-        return None
-    try:
-        return read_lock(dest / LOCK_NAME)
-    except LockError as exc:
-        log(f"ignoring the existing lock: {exc.one_line()}")
-        return None
 
 
 def _snapshot(spec: WeightsSpec, requester: Requester, log: Callable[[str], None], wait: float) -> RemoteSnapshot:
@@ -199,11 +124,9 @@ def _fetch_into(options: FetchOptions, hooks: Hooks, started: float) -> FetchRes
     for sub in (MODEL_DIRNAME, PARTIAL_DIRNAME, CODE_DIRNAME):
         inside(dest, dest / sub)  # never write through a symlink that leaves DEST
     if options.from_dir is not None:
-        from gptoss_cli.fetch.offline import fetch_from_dir
-
         return fetch_from_dir(options, hooks, started)
     model_dir, partial = dest / MODEL_DIRNAME, dest / PARTIAL_DIRNAME
-    existing = _existing_lock(dest, hooks.log)
+    existing = existing_lock(dest, hooks.log)
     with make_client(options.jobs) as client:
         snapshot = planned = None
         if options.weights is not None:
@@ -236,21 +159,7 @@ def _fetch_into(options: FetchOptions, hooks: Hooks, started: float) -> FetchRes
             outcomes = downloader.run(list(planned), options.jobs)
             shutil.rmtree(partial, ignore_errors=True)
             model = _model_result(snapshot, trust, tuple(outcomes))
-    lock = build_lock(existing, code, model)
-    lock_path = write_lock(dest, lock)
-    return FetchResult(dest, False, lock_path, code, None, model, space, time.perf_counter() - started)
-
-
-def build_lock(existing: Optional[Lock], code: Optional[CodeResult], model: Optional[ModelResult]) -> Lock:
-    """The new lock: fetched parts replace, untouched parts are kept from DEST's existing lock."""
-    code_pin = CodePin(code.url, code.commit) if code is not None else (existing.code if existing else None)
-    if model is not None:
-        model_pin = ModelPin(model.source, model.repo_id, model.commit, model.endpoint)
-        files = tuple(LockedFile(f.path, f.size, f.sha256 or "", f.hash_source) for f in model.files)
-    else:
-        model_pin = existing.model if existing else None
-        files = existing.files if existing else ()
-    return Lock(code=code_pin, model=model_pin, files=files)
+    return write_result(dest, existing, code, model, space, started)
 
 
 __all__ = ["CodeSpec", "FetchOptions", "FetchResult", "Hooks", "ModelResult", "WeightsSpec", "apply_lock_defaults",

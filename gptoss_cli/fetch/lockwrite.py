@@ -1,0 +1,49 @@
+"""The end of every fetch that writes: read DEST's lock as it was, merge what this run fetched, write it atomically.
+
+Shared by the endpoint path (``run.py``) and the ``--from-dir`` path (``offline.py``) so both keep the same rule:
+fetched parts replace, untouched parts (``--no-code`` / ``--no-weights``) are kept from the existing lock.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from gptoss_cli.fetch.git import CodeResult
+from gptoss_cli.fetch.plan import SpaceCheck
+from gptoss_cli.fetch.types import FetchResult, ModelResult
+from gptoss_cli.lockfile import LOCK_NAME, CodePin, Lock, LockedFile, LockError, ModelPin, read_lock, write_lock
+
+
+def existing_lock(dest: Path, log: Callable[[str], None]) -> Optional[Lock]:
+    """DEST's lock before this run, or None (absent, or unreadable: then said through ``log`` and ignored)."""
+    if not (dest / LOCK_NAME).is_file():
+        return None
+    try:
+        return read_lock(dest / LOCK_NAME)
+    except LockError as exc:
+        log(f"ignoring the existing lock: {exc.one_line()}")
+        return None
+
+
+def build_lock(existing: Optional[Lock], code: Optional[CodeResult], model: Optional[ModelResult]) -> Lock:
+    """The new lock: fetched parts replace, untouched parts are kept from DEST's existing lock."""
+    code_pin = CodePin(code.url, code.commit) if code is not None else (existing.code if existing else None)
+    if model is not None:
+        model_pin = ModelPin(model.source, model.repo_id, model.commit, model.endpoint)
+        files = tuple(LockedFile(f.path, f.size, f.sha256 or "", f.hash_source) for f in model.files)
+    else:
+        model_pin = existing.model if existing else None
+        files = existing.files if existing else ()
+    return Lock(code=code_pin, model=model_pin, files=files)
+
+
+def write_result(dest: Path, existing: Optional[Lock], code: Optional[CodeResult], model: Optional[ModelResult],
+                 space: Optional[SpaceCheck], started: float) -> FetchResult:
+    """Write ``DEST/gptoss.lock.json`` (see :func:`build_lock`) and return the finished run's result."""
+    lock_path = write_lock(dest, build_lock(existing, code, model))
+    return FetchResult(dest, False, lock_path, code, None, model, space, time.perf_counter() - started)
+
+
+__all__ = ["build_lock", "existing_lock", "write_result"]
