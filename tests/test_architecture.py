@@ -208,13 +208,11 @@ def test_no_module_over_400_lines():
     assert not [m for m in KNOWN_BIG_MODULES if not _outside(SERVE, m)], "serve/ gets no exceptions"
 
 
-@SERVE_REDESIGN
 def test_serve_functions_at_most_60_lines():
     bad = [f for m in g.under(SERVE) for f in g.functions(m) if f.lines > MAX_FUNCTION_LINES]
     assert not bad, f"serve/ functions over {MAX_FUNCTION_LINES} lines:" + _listing(bad)
 
 
-@SERVE_REDESIGN
 def test_serve_median_module_at_most_150_lines():
     names = [m for m in g.under(SERVE) if g.modules()[m].name != "__init__.py"]  # empty __init__s would flatter it
     median = g.median_lines(names)

@@ -158,74 +158,81 @@ class BackendFailed(CouldNotRun):
 
 def make_server(config: Any, drain: Callable[[float], Awaitable[bool]], drain_timeout: float,
                 on_force: Callable[[], None] | None = None) -> Any:
-    """A ``uvicorn.Server`` subclass instance that drains through ``drain(timeout)`` before it exits."""
+    """A ``uvicorn.Server`` that drains through ``drain(timeout)`` before it exits (see above)."""
     import uvicorn
 
-    class DrainingServer(uvicorn.Server):
-        def __init__(self, cfg: Any) -> None:
-            super().__init__(cfg)
-            self._drain_task: asyncio.Task | None = None
-            self._loop: asyncio.AbstractEventLoop | None = None
-            self.signalled: list[int] = []
-            self.forced = False
+    server_class = type("DrainingServer", (_Draining, uvicorn.Server), {})
+    return server_class(config, drain, drain_timeout, on_force)
 
-        async def serve(self, sockets: Any = None) -> None:
-            self._loop = asyncio.get_running_loop()
-            await super().serve(sockets)
 
-        def handle_exit(self, sig: int, frame: Any) -> None:  # runs as the signal handler (main thread)
-            self.signalled.append(sig)
-            if len(self.signalled) > 1:
-                self._force(sig)
-            elif self._loop is None or not self.started:
-                self.should_exit = True  # before the server is up: nothing to drain, stop now
-            else:
-                self._loop.call_soon_threadsafe(self._start_drain, sig)
+class _Draining:
+    """The drain behaviour, mixed into ``uvicorn.Server`` by ``make_server`` (uvicorn is imported lazily)."""
 
-        def _force(self, sig: int) -> None:
-            log.warning("received %s again: stopping now, requests still running are cut off",
-                        signal.Signals(sig).name)
-            self.forced = self.force_exit = self.should_exit = True
-            if on_force is not None:
-                on_force()
-            if self._loop is not None:
-                self._loop.call_soon_threadsafe(self._cut_off)
+    def __init__(self, config: Any, drain: Callable[[float], Awaitable[bool]], drain_timeout: float,
+                 on_force: Callable[[], None] | None) -> None:
+        super().__init__(config)  # type: ignore[call-arg]
+        self._drain = drain
+        self._drain_timeout = drain_timeout
+        self._on_force = on_force
+        self._drain_task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.signalled: list[int] = []
+        self.forced = False
 
-        async def shutdown(self, sockets: Any = None) -> None:
-            await super().shutdown(sockets)
-            if self.forced:  # uvicorn skips the app's shutdown when forced: give it a moment, never more
-                try:
-                    await asyncio.wait_for(self.lifespan.shutdown(), timeout=2.0)
-                except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - exiting regardless
-                    pass
+    async def serve(self, sockets: Any = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)  # type: ignore[misc]
 
-        def _cut_off(self) -> None:
-            if self._drain_task is not None:
-                self._drain_task.cancel()
-            for connection in list(self.server_state.connections):
-                transport = getattr(connection, "transport", None)
-                if transport is not None:
-                    transport.close()  # the handler sees a disconnect; its generation stops
+    def handle_exit(self, sig: int, frame: Any) -> None:  # runs as the signal handler (main thread)
+        self.signalled.append(sig)
+        if len(self.signalled) > 1:
+            self._force(sig)
+        elif self._loop is None or not self.started:  # type: ignore[attr-defined]
+            self.should_exit = True  # before the server is up: nothing to drain, stop now
+        else:
+            self._loop.call_soon_threadsafe(self._start_drain, sig)
 
-        def _start_drain(self, sig: int) -> None:
-            if self._drain_task is None:
-                log.warning("received %s: draining (up to %g s), new requests get 503",
-                            signal.Signals(sig).name, drain_timeout)
-                self._drain_task = asyncio.ensure_future(self._drain_then_exit())
+    def _force(self, sig: int) -> None:
+        log.warning("received %s again: stopping now, requests still running are cut off", signal.Signals(sig).name)
+        self.forced = self.force_exit = self.should_exit = True
+        if self._on_force is not None:
+            self._on_force()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._cut_off)
 
-        async def _drain_then_exit(self) -> None:
+    async def shutdown(self, sockets: Any = None) -> None:
+        await super().shutdown(sockets)  # type: ignore[misc]
+        if self.forced:  # uvicorn skips the app's shutdown when forced: give it a moment, never more
             try:
-                clean = await drain(drain_timeout)
-                if not clean:
-                    log.warning("drain timeout reached: cancelled the requests still running")
-            except asyncio.CancelledError:
-                pass  # a second signal: stopping without the drain
-            except Exception:  # noqa: BLE001 - shutting down regardless
-                log.exception("drain failed")
-            finally:
-                self.should_exit = True
+                await asyncio.wait_for(self.lifespan.shutdown(), timeout=2.0)  # type: ignore[attr-defined]
+            except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - exiting regardless
+                pass
 
-    return DrainingServer(config)
+    def _cut_off(self) -> None:
+        if self._drain_task is not None:
+            self._drain_task.cancel()
+        for connection in list(self.server_state.connections):  # type: ignore[attr-defined]
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.close()  # the handler sees a disconnect; its generation stops
+
+    def _start_drain(self, sig: int) -> None:
+        if self._drain_task is None:
+            log.warning("received %s: draining (up to %g s), new requests get 503", signal.Signals(sig).name,
+                        self._drain_timeout)
+            self._drain_task = asyncio.ensure_future(self._drain_then_exit())
+
+    async def _drain_then_exit(self) -> None:
+        try:
+            clean = await self._drain(self._drain_timeout)
+            if not clean:
+                log.warning("drain timeout reached: cancelled the requests still running")
+        except asyncio.CancelledError:
+            pass  # a second signal: stopping without the drain
+        except Exception:  # noqa: BLE001 - shutting down regardless
+            log.exception("drain failed")
+        finally:
+            self.should_exit = True
 
 
 __all__ = ["BackendFailed", "Runtime", "base_url", "bind", "example_curl", "make_server", "ready_line"]

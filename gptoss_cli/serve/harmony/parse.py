@@ -24,7 +24,7 @@ import secrets
 import string
 from typing import Callable, Literal, Sequence
 
-from gptoss_cli.serve.engines.interface import Tokenizer
+from gptoss_cli.serve.harmony.tokens import Tokenizer
 from gptoss_cli.serve.harmony.header import (
     INLINE_HEADER,
     SPECIAL_TEXT,

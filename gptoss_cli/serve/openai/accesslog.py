@@ -95,6 +95,37 @@ def configure_access_logger(stream: Any = None) -> logging.Logger:
     return logger
 
 
+class _ClientChannel:
+    """Reads the ASGI ``receive`` channel in one task (``read``), handing messages on through a one-slot queue
+    (``receive``), and completes ``disconnected`` the moment the client goes away."""
+
+    def __init__(self, receive: Receive, disconnected: asyncio.Future) -> None:
+        self._receive = receive
+        self._disconnected = disconnected
+        self._inbox: asyncio.Queue[Message] = asyncio.Queue(maxsize=1)
+        self._gone = False
+
+    async def read(self) -> None:
+        try:
+            while True:
+                message = await self._receive()
+                if message["type"] == "http.disconnect":
+                    break
+                await self._inbox.put(message)
+        except Exception:  # noqa: BLE001 - a broken channel counts as a disconnect
+            pass
+        if not self._disconnected.done():
+            self._disconnected.set_result(None)
+        await self._inbox.put({"type": "http.disconnect"})
+
+    async def receive(self) -> Message:
+        if self._gone:
+            return {"type": "http.disconnect"}
+        message = await self._inbox.get()
+        self._gone = message["type"] == "http.disconnect"
+        return message
+
+
 class AccessLogMiddleware:
     def __init__(
         self,
@@ -127,31 +158,9 @@ class AccessLogMiddleware:
             client=client[0] if client else None,
         )
         rec.disconnected = asyncio.get_running_loop().create_future()
-        inbox: asyncio.Queue[Message] = asyncio.Queue(maxsize=1)
-        gone = False
-
-        async def read_client() -> None:
-            try:
-                while True:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        break
-                    await inbox.put(message)
-            except Exception:  # noqa: BLE001 - a broken channel counts as a disconnect
-                pass
-            if not rec.disconnected.done():
-                rec.disconnected.set_result(None)
-            await inbox.put({"type": "http.disconnect"})
-
-        async def receive_wrapper() -> Message:
-            nonlocal gone
-            if gone:
-                return {"type": "http.disconnect"}
-            message = await inbox.get()
-            gone = message["type"] == "http.disconnect"
-            return message
-
-        reader = asyncio.ensure_future(read_client())
+        channel = _ClientChannel(receive, rec.disconnected)
+        receive_wrapper = channel.receive
+        reader = asyncio.ensure_future(channel.read())
         done = False
 
         async def send_wrapper(message: Message) -> None:
