@@ -65,6 +65,7 @@ FIELDS: tuple[FieldSpec, ...] = (
     _f("fetch.repo_url", "str", "https://github.com/openai/gpt-oss", "git URL of the gpt-oss code"),
     _f("fetch.ref", "str", None, "branch, tag or commit of the code to check out"),
     _f("fetch.git_mirror", "str", None, "URL prefix that replaces https://github.com/ for git"),
+    _f("fetch.ssh_key", "path", None, "private key for an SSH --repo-url (ssh -i FILE -o IdentitiesOnly=yes)"),
     _f("fetch.model", "str", "openai/gpt-oss-20b", "model repository id"),
     _f("fetch.revision", "str", "main", "model revision (branch, tag or commit)"),
     _f("fetch.endpoint", "str", "https://huggingface.co", "Hugging Face-compatible endpoint or mirror",
@@ -375,6 +376,15 @@ def network_environment(env: Mapping[str, str] | None = None) -> dict[str, bool]
     return {name: bool(env.get(name)) for name in names}
 
 
+def git_ssh_environment(env: Mapping[str, str] | None = None) -> tuple[str | None, str | None]:
+    """``(GIT_SSH_COMMAND, GIT_SSH)`` as git itself reads them (empty counts as unset); fetch builds on them.
+
+    Environment only, never a config file: the command runs through a shell, and a project file must not choose it.
+    """
+    env = os.environ if env is None else env
+    return env.get("GIT_SSH_COMMAND") or None, env.get("GIT_SSH") or None
+
+
 def read_env(name: str, env: Mapping[str, str] | None = None) -> str | None:
     """Read one variable the user named explicitly (``--password-env VAR``); empty counts as unset."""
     env = os.environ if env is None else env
@@ -391,6 +401,7 @@ __all__ = [
     "Settings",
     "config_files",
     "debug_enabled",
+    "git_ssh_environment",
     "hf_login_token",
     "load_settings",
     "mask",

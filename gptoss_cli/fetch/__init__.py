@@ -4,6 +4,7 @@ Modules, by concept:
 
     run.py         fetch(): the end-to-end flow and its option/result dataclasses
     git.py         shallow, pinned GitPython checkout; per-process mirror (insteadOf via GIT_CONFIG_*)
+    ssh.py         SSH remotes: URL forms, GIT_SSH_COMMAND (BatchMode, --ssh-key), one-line SSH errors
     hub.py         Hugging Face metadata through huggingface_hub.HfApi(endpoint=...)
     modelscope.py  ModelScope metadata through a small httpx client
     plan.py        file selection + expected hashes (lock or endpoint) + free-disk check

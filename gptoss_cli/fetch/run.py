@@ -18,12 +18,13 @@ from gptoss_cli.config import Secret
 from gptoss_cli.dest import claim, inside
 from gptoss_cli.errors import CouldNotRun, Interrupted, UsageError
 from gptoss_cli.fetch.download import PARTIAL_DIRNAME, Downloader, FileOutcome, PlannedFile, part_name
-from gptoss_cli.fetch.git import CodeResult, GitProgressFn, fetch_code, mirrored_url
+from gptoss_cli.fetch.git import CodeResult, GitProgressFn, SshOptions, fetch_code, mirrored_url
 from gptoss_cli.fetch.http import Requester, make_client
 from gptoss_cli.fetch.plan import SpaceCheck, bytes_needed, check_space, plan_from_remote, require_space
 from gptoss_cli.fetch.remote import RemoteSnapshot, check_endpoint, is_huggingface_co
 from gptoss_cli.lockfile import (CODE_DIRNAME, LOCK_NAME, MODEL_DIRNAME, CodePin, Lock, LockedFile, LockError,
                                  ModelPin, public_url, read_lock, write_lock)
+from gptoss_cli.redact import public_git_url
 from gptoss_cli.verify import ByteCounter, ProgressFn
 
 MAX_JOBS = 64  # parallel downloads; more only opens sockets a mirror will refuse
@@ -34,6 +35,7 @@ class CodeSpec:
     url: str = "https://github.com/openai/gpt-oss"
     ref: Optional[str] = None
     mirror: Optional[str] = None
+    ssh: Optional[SshOptions] = None  # key, GIT_SSH_COMMAND, GIT_SSH (used for SSH URLs)
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,8 @@ def _model_result(snapshot: RemoteSnapshot, trust: str, files: tuple[FileOutcome
 
 
 def _code_plan(spec: CodeSpec) -> dict:
-    return {"url": public_url(spec.url), "ref": spec.ref, "via": public_url(mirrored_url(spec.url, spec.mirror))}
+    return {"url": public_git_url(spec.url), "ref": spec.ref,
+            "via": public_git_url(mirrored_url(spec.url, spec.mirror))}
 
 
 def fetch(options: FetchOptions, hooks: Hooks = Hooks()) -> FetchResult:
@@ -227,7 +230,7 @@ def _fetch_into(options: FetchOptions, hooks: Hooks, started: float) -> FetchRes
                 hooks.log(f"git: {public_url(options.code.mirror)} stands in for {public_url('https://github.com/')}"
                           " (this process only)")
             code = fetch_code(options.code.url, dest / CODE_DIRNAME, ref=options.code.ref,
-                              mirror=options.code.mirror, progress=hooks.git)
+                              mirror=options.code.mirror, progress=hooks.git, ssh=options.code.ssh)
         model = None
         if planned:
             counter = ByteCounter(sum(p.size for p in planned), hooks.progress)
