@@ -80,13 +80,19 @@ def test_ssh_command_adds_batchmode_and_the_key(tmp_path: Path) -> None:
     assert user_ssh_command(None, None, "ssh -4") == "ssh -4"
 
 
-def test_https_urls_get_no_ssh_command_and_a_missing_key_is_a_usage_error(tmp_path: Path) -> None:
+def test_ssh_env_for_ssh_and_other_urls(tmp_path: Path) -> None:
     import git
 
-    assert ssh_env(git, "https://github.com/openai/gpt-oss", SshOptions()) == {}
-    assert ssh_env(git, "git@github.com:openai/gpt-oss", None) == {"GIT_SSH_COMMAND": "ssh -o BatchMode=yes"}
+    batch = {"GIT_SSH_COMMAND": "ssh -o BatchMode=yes"}
+    assert ssh_env(git, "git@github.com:openai/gpt-oss", None) == batch
+    assert ssh_env(git, "https://github.com/openai/gpt-oss", SshOptions()) == batch  # an insteadOf may make it ssh
     with pytest.raises(UsageError, match="--ssh-key"):
         ssh_env(git, "git@github.com:openai/gpt-oss", SshOptions(key=tmp_path / "nope"))
+    with pytest.raises(UsageError, match="plink"):
+        ssh_env(git, "ssh://git@host/x", SshOptions(program="/opt/plink"))
+    # not an SSH URL: a stale key setting or a plink setup is none of this fetch's business
+    assert ssh_env(git, "https://github.com/openai/gpt-oss", SshOptions(key=tmp_path / "nope")) == {}
+    assert ssh_env(git, "file:///tmp/x", SshOptions(command="plink -batch")) == {}
 
 
 # -- a real sshd
@@ -201,6 +207,16 @@ def test_nothing_listening(tmp_path: Path, sshd: SshServer, monkeypatch: pytest.
     monkeypatch.setenv("GIT_SSH_COMMAND", sshd.command())
     line = _fails(["--repo-url", f"ssh://{sshd.user}@127.0.0.1:{free_port()}/x.git"], tmp_path)
     assert "Connection refused" in line and "reachable" in line
+
+
+def test_a_password_in_an_ssh_url_is_refused_without_showing_it(tmp_path: Path) -> None:
+    for extra in ([], ["--json"]):
+        res = runner.invoke(app, ["fetch", *extra, "--no-weights", "--repo-url",
+                                  "ssh://git:hunter2@127.0.0.1:1/x.git", "--dest", str(tmp_path / "d")])
+        assert res.exit_code == 2, res.output
+        assert "hunter2" not in res.output + res.stderr and "cannot carry a password" in res.output + res.stderr
+        assert "ssh://git@127.0.0.1:1/x.git" in res.output + res.stderr
+        assert not (tmp_path / "d").exists()
 
 
 def test_missing_key_file_is_exit_2(tmp_path: Path) -> None:

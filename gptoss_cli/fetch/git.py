@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from gptoss_cli.errors import GitError
-from gptoss_cli.fetch.ssh import check_key, is_ssh_url, ssh_command, ssh_failure, user_ssh_command
+from gptoss_cli.errors import GitError, UsageError
+from gptoss_cli.fetch.ssh import check_key, check_url, is_ssh_url, ssh_command, ssh_failure, user_ssh_command
 from gptoss_cli.lockfile import GIT_COMMIT, scrub_userinfo
-from gptoss_cli.redact import public_git_url as public_url
+from gptoss_cli.redact import public_git_url
 
 GITHUB = "https://github.com/"
 _SHORT_SHA = re.compile(r"^[0-9a-f]{7,39}$")
@@ -78,13 +78,22 @@ def _configured_ssh_command(git: Any) -> Optional[str]:
 
 
 def ssh_env(git: Any, url: str, ssh: Optional[SshOptions]) -> dict[str, str]:
-    """``GIT_SSH_COMMAND`` for an SSH ``url`` (or any url when a key is given); empty for other URLs."""
+    """``GIT_SSH_COMMAND`` for git: the user's ssh command + BatchMode (+ the key).
+
+    Set for every URL (a user's ``insteadOf`` may turn an https URL into SSH), but only an SSH ``url`` fails on a
+    bad key or an ssh command gptoss cannot extend; for other URLs those leave git's ssh setup alone.
+    """
     ssh = ssh or SshOptions()
-    if not (is_ssh_url(url) or ssh.key is not None):
+    if is_ssh_url(url):
+        check_url(url)
+    try:
+        key = check_key(ssh.key)
+        configured = None if (ssh.command or ssh.program) else _configured_ssh_command(git)
+        return {"GIT_SSH_COMMAND": ssh_command(user_ssh_command(ssh.command, ssh.program, configured), key)}
+    except UsageError:
+        if is_ssh_url(url):
+            raise
         return {}
-    key = check_key(ssh.key)
-    configured = None if (ssh.command or ssh.program) else _configured_ssh_command(git)
-    return {"GIT_SSH_COMMAND": ssh_command(user_ssh_command(ssh.command, ssh.program, configured), key)}
 
 
 def mirrored_url(url: str, mirror: Optional[str]) -> str:
@@ -105,7 +114,7 @@ def _git_error(exc: BaseException, action: str, url: str, prog: Any = None, key:
         if found is not None:
             return found
     detail = next((ln for ln in lines if ln.startswith("fatal:")), lines[-1] if lines else type(exc).__name__)
-    return GitError(f"git {action} of {public_url(url)} failed: {detail}",
+    return GitError(f"git {action} of {public_git_url(url)} failed: {detail}",
                     hint="check --repo-url, --ref, --git-mirror and your network")
 
 
@@ -166,13 +175,13 @@ def fetch_code(
         except git.exc.GitError as exc:
             raise _git_error(exc, "clone", url, prog, key) from None
         except ValueError as exc:  # GitPython: unknown object
-            raise GitError(f"git clone of {public_url(url)} failed: {exc}") from None
+            raise GitError(f"git clone of {public_git_url(url)} failed: {exc}") from None
         _check_pin(ref, commit, url)
         tmp.rename(code_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return CodeResult(public_url(url), ref, commit, code_dir, "cloned", mirror)
+    return CodeResult(public_git_url(url), ref, commit, code_dir, "cloned", mirror)
 
 
 def _clone_ref(git: Any, url: str, tmp: Path, ref: Optional[str], env: dict, prog: Any) -> Any:
@@ -207,7 +216,7 @@ def _clone_commit(git: Any, url: str, tmp: Path, sha: str, env: dict, prog: Any)
 
 def _check_pin(ref: Optional[str], commit: str, url: str) -> None:
     if is_full_sha(ref) and commit != ref:
-        raise GitError(f"HEAD of {public_url(url)} is {commit}, not the pinned commit {ref}",
+        raise GitError(f"HEAD of {public_git_url(url)} is {commit}, not the pinned commit {ref}",
                        hint="the mirror may serve different code; check --git-mirror")
 
 
@@ -224,7 +233,7 @@ def _update(git: Any, url: str, code_dir: Path, ref: Optional[str], env: dict, m
             raise GitError(f"{code_dir} has local changes", hint="commit or move them, or pass --no-code")
         head = repo.head.commit.hexsha if repo.head.is_valid() else None
         if is_full_sha(ref) and head == ref:
-            return CodeResult(public_url(url), ref, head, code_dir, "present", mirror)
+            return CodeResult(public_git_url(url), ref, head, code_dir, "present", mirror)
         with repo.git.custom_environment(**env):
             try:
                 repo.git.fetch(url, ref or "HEAD", "--depth=1")
@@ -241,7 +250,7 @@ def _update(git: Any, url: str, code_dir: Path, ref: Optional[str], env: dict, m
     finally:
         repo.close()
     _check_pin(ref, commit, url)
-    return CodeResult(public_url(url), ref, commit, code_dir, "present" if commit == head else "updated", mirror)
+    return CodeResult(public_git_url(url), ref, commit, code_dir, "present" if commit == head else "updated", mirror)
 
 
 __all__ = ["GITHUB", "CodeResult", "GitProgressFn", "SshOptions", "fetch_code", "git_env", "is_full_sha",

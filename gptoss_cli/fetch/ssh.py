@@ -51,6 +51,20 @@ def ssh_host(url: str) -> str:
     return url.split(":", 1)[0]
 
 
+def check_url(url: str) -> None:
+    """An SSH URL with a password is refused: ssh takes none from a URL, and with BatchMode it never asks."""
+    if "://" not in url:
+        return
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return
+    if password:
+        raise UsageError(f"--repo-url {public_git_url(url)}: an SSH URL cannot carry a password",
+                         hint="ssh takes none from the URL and gptoss never lets it ask; use a key: --ssh-key FILE "
+                              "or ssh-agent")
+
+
 def check_key(key: Optional[Path]) -> Optional[Path]:
     """``--ssh-key FILE`` must be a readable file (ssh would only warn and go on without it)."""
     if key is None:
@@ -137,7 +151,7 @@ def ssh_failure(lines: Iterable[str], action: str, url: str, key: Optional[Path]
     dns = _pick(lines, "Could not resolve hostname")
     if dns:
         return GitError(f"{head}: {dns.removeprefix('ssh: ').rstrip('.')}",
-                        hint="check the host in --repo-url (or the Host alias in your ssh config)")
+                        hint="check the host in --repo-url, or the Host alias in your ssh config")
     conn = _pick(lines, "connect to host", "Connection closed by", "Connection reset", "Connection timed out")
     if conn:
         return GitError(f"{head}: {conn.removeprefix('ssh: ').rstrip('.')}",
@@ -145,4 +159,4 @@ def ssh_failure(lines: Iterable[str], action: str, url: str, key: Optional[Path]
     return None
 
 
-__all__ = ["SSH_SCHEMES", "check_key", "is_ssh_url", "ssh_command", "ssh_failure", "ssh_host", "user_ssh_command"]
+__all__ = ["SSH_SCHEMES", "check_key", "check_url", "is_ssh_url", "ssh_command", "ssh_failure", "ssh_host", "user_ssh_command"]
