@@ -19,6 +19,7 @@ from tests.git_fixtures import BareRepo, git, make_bare_repo
 from tests.ssh_fixtures import SshServer, sshd  # noqa: F401 - fixture
 
 runner = CliRunner()
+pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(autouse=True)
