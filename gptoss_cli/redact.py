@@ -86,6 +86,20 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path.rstrip("/") or "", "", ""))
 
 
+def public_git_url(url: str) -> str:
+    """A git remote as stored in the lock: like :func:`public_url`, but an SSH URL keeps its user name.
+
+    ``ssh://git@host/org/repo`` stays as it is (the user is part of the address, as in ``git@host:org/repo``);
+    a password (``ssh://git:pw@host/...``), query and fragment are dropped.
+    """
+    parts = _split(url)
+    if parts is None or parts.scheme.lower() not in ("ssh", "git+ssh", "ssh+git") or "@" not in parts.netloc:
+        return public_url(url)
+    user = parts.netloc.rpartition("@")[0].split(":", 1)[0]
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, f"{user}@{host}" if user else host, parts.path.rstrip("/") or "", "", ""))
+
+
 def scrub_userinfo(text: str) -> str:
     """``text`` with the ``user:password@`` part of every URL in it replaced by ``***@`` (for error messages)."""
     return _USERINFO.sub(r"\1***@", text)
@@ -118,4 +132,4 @@ def mask(value: Any) -> Any:
     return value
 
 
-__all__ = ["MASK", "Secret", "mask", "mask_url", "public_url", "redact_url", "scrub_userinfo"]
+__all__ = ["MASK", "Secret", "mask", "mask_url", "public_git_url", "public_url", "redact_url", "scrub_userinfo"]

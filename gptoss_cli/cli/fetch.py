@@ -63,7 +63,9 @@ def _token(settings: Settings, source: str, log: Callable[[str], None]) -> Any:
 def build_options(settings: Settings, *, no_code: bool, no_weights: bool, dry_run: bool,
                   from_dir: Optional[Path], log: Callable[[str], None] = lambda _m: None) -> "FetchOptions":
     """Settings (flag > env > file > default) → core options; with --lock, unspecified pins come from the lock."""
+    from gptoss_cli.config import git_ssh_environment
     from gptoss_cli.fetch import CodeSpec, FetchOptions, WeightsSpec, apply_lock_defaults
+    from gptoss_cli.fetch.git import SshOptions
     from gptoss_cli.fetch import modelscope as ms
     from gptoss_cli.lockfile import read_lock
     from gptoss_cli.trust import announce
@@ -81,10 +83,11 @@ def build_options(settings: Settings, *, no_code: bool, no_weights: bool, dry_ru
         endpoint = ms.normalize_endpoint(endpoint)
     token = _token(settings, source, log) if not no_weights and from_dir is None else None
     if not no_code:
-        for note in announce(settings, ("fetch.repo_url", "fetch.git_mirror")):
+        for note in announce(settings, ("fetch.repo_url", "fetch.git_mirror", "fetch.ssh_key")):
             log(note)
+    ssh = SshOptions(settings.get("fetch.ssh_key"), *git_ssh_environment())
     code = None if no_code else CodeSpec(settings["fetch.repo_url"], settings.get("fetch.ref"),
-                                         settings.get("fetch.git_mirror"))
+                                         settings.get("fetch.git_mirror"), ssh)
     weights = None if no_weights else WeightsSpec(
         source=source, repo_id=repo_id, revision=revision, endpoint=endpoint.rstrip("/"),
         token=token, include=tuple(settings["fetch.include"] or ()),
@@ -125,13 +128,16 @@ def render(result: "FetchResult", console: Console, out: Optional[Output] = None
 @boundary
 def fetch(
     ctx: typer.Context,
-    repo_url: Annotated[Optional[str], _Opt("--repo-url", help="Git URL of the code (default: "
+    repo_url: Annotated[Optional[str], _Opt("--repo-url", help="Git URL of the code: https://, "
+                                            "ssh://user@host/path or user@host:path (default: "
                                             "https://github.com/openai/gpt-oss).", show_default=False)] = None,
     ref: Annotated[Optional[str], _Opt("--ref", help="Branch, tag or commit of the code (a full SHA is verified).")
                    ] = None,
     git_mirror: Annotated[Optional[str], _Opt("--git-mirror", help="Replaces https://github.com/ for git, e.g. "
                                               "https://ghfast.top/https://github.com/ or https://kkgithub.com/.")
                           ] = None,
+    ssh_key: Annotated[Optional[Path], _Opt("--ssh-key", help="Private key for an SSH --repo-url (ssh -i FILE -o "
+                                            "IdentitiesOnly=yes); ssh never prompts (BatchMode=yes).")] = None,
     model: Annotated[Optional[str], _Opt("--model", help="Model repo id (default: openai/gpt-oss-20b; "
                                          "openai-mirror/gpt-oss-20b with --source modelscope).")] = None,
     revision: Annotated[Optional[str], _Opt("--revision", help="Model branch, tag or commit (default: main; "
@@ -165,7 +171,8 @@ def fetch(
     if no_code and no_weights:
         raise UsageError("--no-code and --no-weights together leave nothing to fetch")
     settings = settings_for(ctx, {
-        "fetch.repo_url": repo_url, "fetch.ref": ref, "fetch.git_mirror": git_mirror, "fetch.model": model,
+        "fetch.repo_url": repo_url, "fetch.ref": ref, "fetch.git_mirror": git_mirror, "fetch.ssh_key": ssh_key,
+        "fetch.model": model,
         "fetch.revision": revision, "fetch.endpoint": endpoint, "fetch.source": source, "fetch.include": include,
         "fetch.exclude": exclude, "fetch.dest": dest, "fetch.lock": lock, "fetch.token": token, "fetch.jobs": jobs,
         "fetch.allow_pickle": True if allow_pickle else None,

@@ -6,6 +6,7 @@ Modules, by concept:
     types.py       FetchOptions / Hooks / FetchResult and the other option/result dataclasses
     lockwrite.py   the shared end of a run: merge with DEST's existing lock, write it, return the result
     git.py         shallow, pinned GitPython checkout; per-process mirror (insteadOf via GIT_CONFIG_*)
+    ssh.py         SSH remotes: URL forms, GIT_SSH_COMMAND (BatchMode, --ssh-key), one-line SSH errors
     hub.py         Hugging Face metadata through huggingface_hub.HfApi(endpoint=...)
     modelscope.py  ModelScope metadata through a small httpx client
     plan.py        file selection + expected hashes (lock or endpoint) + free-disk check

@@ -25,6 +25,7 @@ from gptoss_cli.fetch.plan import bytes_needed, check_space, plan_from_remote, r
 from gptoss_cli.fetch.remote import RemoteSnapshot, check_endpoint, is_huggingface_co
 from gptoss_cli.fetch.types import CodeSpec, FetchOptions, FetchResult, Hooks, ModelResult, WeightsSpec
 from gptoss_cli.lockfile import CODE_DIRNAME, MODEL_DIRNAME, Lock, public_url
+from gptoss_cli.redact import public_git_url
 from gptoss_cli.verify import ByteCounter
 
 MAX_JOBS = 64  # parallel downloads; more only opens sockets a mirror will refuse
@@ -83,7 +84,8 @@ def _model_result(snapshot: RemoteSnapshot, trust: str, files: tuple[FileOutcome
 
 
 def _code_plan(spec: CodeSpec) -> dict:
-    return {"url": public_url(spec.url), "ref": spec.ref, "via": public_url(mirrored_url(spec.url, spec.mirror))}
+    return {"url": public_git_url(spec.url), "ref": spec.ref,
+            "via": public_git_url(mirrored_url(spec.url, spec.mirror))}
 
 
 def fetch(options: FetchOptions, hooks: Hooks = Hooks()) -> FetchResult:
@@ -150,7 +152,7 @@ def _fetch_into(options: FetchOptions, hooks: Hooks, started: float) -> FetchRes
                 hooks.log(f"git: {public_url(options.code.mirror)} stands in for {public_url('https://github.com/')}"
                           " (this process only)")
             code = fetch_code(options.code.url, dest / CODE_DIRNAME, ref=options.code.ref,
-                              mirror=options.code.mirror, progress=hooks.git)
+                              mirror=options.code.mirror, progress=hooks.git, ssh=options.code.ssh)
         model = None
         if planned:
             counter = ByteCounter(sum(p.size for p in planned), hooks.progress)

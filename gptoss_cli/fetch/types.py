@@ -12,7 +12,7 @@ from typing import Callable, Optional
 
 from gptoss_cli.config import Secret
 from gptoss_cli.fetch.download import FileOutcome
-from gptoss_cli.fetch.git import CodeResult, GitProgressFn
+from gptoss_cli.fetch.git import CodeResult, GitProgressFn, SshOptions
 from gptoss_cli.fetch.plan import SpaceCheck
 from gptoss_cli.lockfile import Lock
 from gptoss_cli.verify import ProgressFn
@@ -23,6 +23,7 @@ class CodeSpec:
     url: str = "https://github.com/openai/gpt-oss"
     ref: Optional[str] = None
     mirror: Optional[str] = None
+    ssh: Optional[SshOptions] = None  # key, GIT_SSH_COMMAND, GIT_SSH (used for SSH URLs)
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,7 @@ async def _start(
             on_load_error(exc)
         return
     server.metrics.model_load.set(time.perf_counter() - started)
+    status.gpu_metrics = _gpu_metrics(server)
     description = getattr(engine, "description", "engine")  # complete only once loaded
     server.metrics.describe(_version(), server.settings.served_model_name, description)
     status.ready = True
@@ -115,9 +116,26 @@ async def _start(
         on_ready()
 
 
+def _gpu_metrics(server: ServerState) -> Any:
+    """GPU figures in /metrics when the engine runs on CUDA (NVML, sampled off the loop); None elsewhere."""
+    device = str(getattr(server.engine, "device", "") or "")
+    if not device.startswith("cuda"):
+        return None
+    from gptoss_cli.serve.generation.gpu_metrics import gpu_metrics_for
+
+    try:
+        return gpu_metrics_for(server.metrics.registry, device=device, model_name=server.settings.served_model_name,
+                               kv_cache_usage=getattr(server.engine, "kv_cache_usage", None))
+    except Exception:  # noqa: BLE001 - metrics must never keep the model from serving
+        log.exception("gpu metrics could not start")
+        return None
+
+
 async def _stop(server: ServerState, task: asyncio.Task) -> None:
     loaded = server.status.ready
     server.status.ready = False
+    if server.status.gpu_metrics is not None:
+        server.status.gpu_metrics.close()
     if not task.done():
         task.cancel()
     if server.relays:  # stop a request-level engine even after a failed start (a vLLM child may be running)

@@ -27,6 +27,7 @@ class LoadStatus:
     ready: bool = False
     error: str | None = None  # one line, when loading failed
     model_info: ModelInfo | None = None
+    gpu_metrics: Any = None  # the NVML sampler (generation/gpu_metrics.py) when the engine runs on CUDA
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,8 @@ class BatchingEngine:
         base = description or getattr(inner, "description", None) or "transformers"
         self.description = f"{base} (batched, up to {self.max_batch} at once)"
         self.on_step = on_step  # (batch rows, step seconds) after every forward; for metrics
+        self._kv_reserved = 0  # bytes the running batch reserves (rows × longest reserve), for kv_cache_usage
+        self.device = str(getattr(inner, "device", "cpu"))
         self.sizing: KVSizing | None = None
         self._incoming: queue.SimpleQueue[_Request] = queue.SimpleQueue()
         self._wake = threading.Event()
@@ -145,6 +147,7 @@ class BatchingEngine:
             self.model = getattr(self.inner, "model", None) or getattr(self.inner, "_model", None)
             self.tokenizer = getattr(self.inner, "tokenizer", self.tokenizer)
             self.max_model_len = int(getattr(self.inner, "max_model_len", self.max_model_len))
+            self.device = str(getattr(self.inner, "device", "cpu"))
             self.default_stop_token_ids = tuple(getattr(self.inner, "default_stop_token_ids", ()) or ())
             base = getattr(self.inner, "description", "transformers")
             self.description = f"{base} (batched, up to {self.max_batch} at once)"
@@ -285,8 +288,17 @@ class BatchingEngine:
             tokens = state.decode()
             self._deliver(state.rows, tokens)
             state.drop_finished(self._finished)
+        longest = max((r.reserve for r in state.rows), default=0)
+        sizing = self.sizing
+        self._kv_reserved = len(state.rows) * (longest * sizing.bytes_per_token + sizing.sliding_bytes_per_row)
         if self.on_step is not None:
             self.on_step(len(state.rows), time.perf_counter() - t0)
+
+    def kv_cache_usage(self) -> float | None:
+        """The share of the KV budget the running batch has reserved (0..1), for /metrics; None before loading."""
+        if self.sizing is None or not self.sizing.budget_bytes:
+            return None
+        return min(1.0, self._kv_reserved / self.sizing.budget_bytes)
 
     def _prefill(self, state: Any, admitted: list[_Request]) -> None:
         """Prefill the newcomers and merge them into the batch. A failed prefill leaves the running rows alone

@@ -204,6 +204,7 @@ class VllmBackend:
         )
         self.upstream: UpstreamBackend | None = None
         self.description = f"vLLM child (tp={options.tensor_parallel_size}, pp={options.pipeline_parallel_size})"
+        self.device = "cuda"  # vLLM's GPUs: NVML figures in the front's /metrics where a GPU is visible
         if options.socket_path is not None:
             self._use_socket(options.socket_path)
 
