@@ -6,7 +6,8 @@
 - the modules every ``gptoss`` start loads (``gptoss_cli``, ``gptoss_cli.cli``, config, errors) import nothing heavy
   at module level, directly or through the package modules they import; a fresh interpreter confirms it;
 - modules stay small (≤ 400 lines everywhere; in ``serve/`` also functions ≤ 60 lines and a median ≤ 150);
-- ``serve/harmony/`` is pure: the standard library and itself only.
+- ``serve/harmony/`` is pure: the standard library and itself only;
+- ``serve/``'s rooms depend downwards only: harmony < engines < generation < openai.
 
 Every check reports all of its violators at once.
 """
@@ -190,6 +191,33 @@ def test_harmony_imports_only_the_standard_library_and_itself():
         pytest.skip("gptoss_cli/serve/harmony/ does not exist yet")
     bad = _harmony_violations()
     assert not bad, "serve/harmony/ is pure (stdlib + itself):" + _listing(bad)
+
+
+# serve/'s rooms, lowest first: a room imports only rooms below it (and serve/'s shared top-level modules), so the
+# HTTP front can change without touching the pipeline, and the pipeline without touching an engine.
+ROOMS = ("harmony", "engines", "generation", "openai")
+
+
+def _room(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[:2] != ["gptoss_cli", "serve"] or len(parts) < 3:
+        return None
+    return parts[2] if parts[2] in ROOMS else None
+
+
+def test_serve_rooms_import_only_rooms_below_them():
+    bad = []
+    for i in g.imports():
+        src, dst = _room(i.importer), _room(i.target)
+        if src is not None and dst is not None and ROOMS.index(dst) > ROOMS.index(src):
+            bad.append(f"{i.where()} ({src}/) imports {i.target} ({dst}/ is above it)")
+    assert not bad, "serve/ rooms depend downwards only (harmony < engines < generation < openai):" + _listing(bad)
+
+
+def test_room_rule_sees_an_upward_import():
+    """The rule above is not vacuous: the pipeline really imports engines, and the front the pipeline."""
+    edges = {(_room(i.importer), _room(i.target)) for i in g.imports()}
+    assert ("generation", "engines") in edges and ("openai", "generation") in edges
 
 
 # --- sizes --------------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The server's ``/no-reasoning/v1`` mount (gptoss_cli/serve/no_reasoning.py), which ``--hide-reasoning`` registers
+"""The server's ``/no-reasoning/v1`` mount (gptoss_cli/serve/openai/no_reasoning.py), which ``--hide-reasoning`` registers
 for Dify versions without a switch: the ``/v1`` API, same key and limits, with no reasoning in any reply."""
 
 from __future__ import annotations

@@ -1,1 +1,3 @@
-"""The OpenAI-compatible inference server (imports torch/fastapi lazily)."""
+"""The OpenAI-compatible inference server: harmony/, openai/, generation/, engines/, runtime.py (see ARCHITECTURE.md).
+Imports torch/fastapi lazily.
+"""

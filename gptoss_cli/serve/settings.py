@@ -2,7 +2,7 @@
 frozen value.
 
 Built from the resolved configuration (``from_config``) by the CLI, or directly in tests. Nothing under ``serve/``
-reads the environment or the raw ``Settings`` itself.
+reads settings from the environment or the raw ``Settings`` itself.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class ServeSettings:
     max_body_bytes: int = 4 * 1024 * 1024
     response_format_retries: int = 2  # extra attempts when the final answer does not match response_format
     owned_by: str = "gptoss"
-    # Read by the scheduler / metrics / cache layers (not by the HTTP layer itself).
+    # Read by the pipeline: scheduler, response cache, access log (generation/, openai/state.py).
     max_concurrency: int = 4
     max_queue: int = 32
     request_timeout: float = 600.0

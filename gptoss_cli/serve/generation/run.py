@@ -1,7 +1,8 @@
 """One run of the model: prompt ids → generated token ids → harmony deltas (with stop strings applied).
 
-``Generation`` is what both endpoints and both response modes share. It takes the server's ``generate`` function
-(``app.state.generate``: the one seam a scheduler, metrics or cache wraps), the tokenizer and a ``GenerationPlan``.
+``Generation`` is what both endpoints and both response modes share. It takes a ``generate`` function (the
+pipeline's ``Pipeline.generate``: cache, admission and observation around the engine), the tokenizer and a
+``GenerationPlan``.
 ``start()`` waits for the first token, so failures before any output (engine error, overload, not ready) still
 become a proper HTTP status; ``deltas()`` then yields parsed pieces; ``collect()`` gathers them into an ``Outcome``.
 """

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Callable
 
 from gptoss_cli.serve.engines.interface import SamplingParams, Tokenizer
+from gptoss_cli.serve.engines.transformers.handoff import items_until
 
 log = logging.getLogger("gptoss.serve.batching")
 
@@ -189,12 +190,7 @@ class BatchingEngine:
         self._incoming.put(req)
         self._wake.set()
         try:
-            while True:
-                item = await inbox.get()
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
+            async for item in items_until(inbox, _END):
                 yield item
         finally:
             req.cancelled.set()

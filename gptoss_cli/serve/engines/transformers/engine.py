@@ -27,7 +27,14 @@ from typing import Any, AsyncIterator, Callable, Sequence
 
 from gptoss_cli.errors import CouldNotRun, UsageError
 from gptoss_cli.serve.engines.interface import STOP_TOKEN_TEXTS, SamplingParams
-from gptoss_cli.serve.engines.transformers.memory import PREFILL_CHUNK, check_memory, estimate_memory, gib, read_config
+from gptoss_cli.serve.engines.transformers.handoff import items_until
+from gptoss_cli.serve.engines.transformers.memory import (
+    PREFILL_CHUNK,
+    check_memory,
+    estimate_memory,
+    gib,
+    read_config,
+)
 from gptoss_cli.serve.options import DTYPES
 from gptoss_cli.weights import is_pickle
 
@@ -293,12 +300,7 @@ class TransformersEngine:
         self._active.add(cancel)
         loop.run_in_executor(self._executor, self._run, list(prompt_ids), params, cancel, emit)
         try:
-            while True:
-                item = await queue.get()
-                if item is _DONE:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
+            async for item in items_until(queue, _DONE):
                 yield item
         finally:
             cancel.set()
