@@ -118,7 +118,7 @@ def _run(plan: "UpPlan", out: Output, run_up: Any, hooks_type: Any) -> tuple["Up
             _render(out.out, (stage,), out)
 
     hooks = hooks_type(stage=live.start, done=done, fetch=live.fetch_hooks, verify_progress=live.bytes,
-                       audit_progress=live.step, log=lambda m: out.info(f"gptoss: {m}"))
+                       step=live.step, log=lambda m: out.info(f"gptoss: {m}"))
     try:
         return run_up(plan, hooks)
     finally:
@@ -195,8 +195,6 @@ def _render(console: Any, stages: Any, out: Output) -> None:
         if s.seconds >= 0.05:
             line += f" ({s.seconds:.1f} s)"
         console.print(line, markup=False, highlight=False)
-        if s.next and s.status == "failed":
-            console.print(f"  next: {s.next}", markup=False, highlight=False)
 
 
 def build_plan(ctx: typer.Context, s: Settings, *, from_dir: Optional[Path], no_verify: bool, no_serve: bool,

@@ -37,7 +37,7 @@ class UpHooks:
     done: Callable[[StageResult], None] = lambda _result: None
     fetch: Optional[Callable[[], Any]] = None  # makes the gptoss_cli.fetch.Hooks, once the fetch stage started
     verify_progress: Optional[Callable[[int, int], None]] = None
-    audit_progress: Callable[[str], None] = lambda _msg: None
+    step: Callable[[str], None] = lambda _msg: None  # audit and register steps
     log: Callable[[str], None] = lambda _msg: None
 
 
@@ -50,6 +50,11 @@ class _Run:
     server: Optional[srv.ServerInfo] = None
     proc: Any = None  # the Popen of a server started by this run
     results: list = field(default_factory=list)
+    recorded: set = field(default_factory=set)  # stages whose record this run already wrote
+
+    def remember(self, rec: StageRecord) -> None:
+        self.recorded.add(rec.stage)
+        _remember(self.plan.dest, rec)
 
 
 def run_up(plan: UpPlan, hooks: UpHooks = UpHooks()) -> tuple[UpResult, Any]:
@@ -71,7 +76,8 @@ def run_up(plan: UpPlan, hooks: UpHooks = UpHooks()) -> tuple[UpResult, Any]:
         except GptossError as exc:
             result = StageResult(name, FAILED, exc.message, exit_code=exc.exit_code,
                                  next=_next(name, exc))
-            _remember(plan.dest, records.failure(name, exc.exit_code, exc.one_line()))
+            if name not in run.recorded:  # a check that ran (verify, audit) recorded its own result
+                run.remember(records.failure(name, exc.exit_code, exc.one_line()))
         result = StageResult(**{**result.to_dict(), "seconds": time.monotonic() - started})
         run.results.append(result)
         hooks.done(result)
@@ -140,12 +146,12 @@ def _fetch(run: _Run) -> StageResult:
     if done:
         run.verified = verified
         lock = _lock_summary(plan.dest)
-        return StageResult("fetch", SKIPPED, f"skipped: {why}", data={**lock, "verified": verified is not None})
+        return StageResult("fetch", SKIPPED, why, data={**lock, "verified": verified is not None})
     run.hooks.log(f"fetch: {why}")
     result = fetch(plan.fetch, run.hooks.fetch() if run.hooks.fetch else Hooks())
     run.fetched = True
     rec = records.fetch_record(result)
-    _remember(plan.dest, rec)
+    run.remember(rec)
     return StageResult("fetch", DONE, rec.summary, data={**rec.data, "reason": why})
 
 
@@ -170,7 +176,7 @@ def _verify(run: _Run) -> StageResult:
         result = verify_lock(Path(plan.dest) / "gptoss.lock.json", model_dir=Path(plan.dest) / "model",
                              jobs=plan.verify_jobs, progress=run.hooks.verify_progress)
     rec = records.verify_record(result)
-    _remember(plan.dest, rec)
+    run.remember(rec)
     if not result.ok:
         raise CheckFailed(f"verify failed: {result.summary()}", hint="run `gptoss verify` for the files")
     status = SKIPPED if run.verified is not None else DONE
@@ -184,18 +190,18 @@ def _audit(run: _Run) -> StageResult:
 
     from gptoss_cli.audit import run_audit
     plan = run.plan
-    request = replace(plan.audit, progress=run.hooks.audit_progress)
+    request = replace(plan.audit, progress=run.hooks.step)
     commit = records.code_commit(plan.dest)
     wanted = records.fingerprint(records.audit_inputs(request, commit))
     last = read_state(plan.dest).get("audit")
     if last is not None and last.ok and last.data.get("fingerprint") == wanted:
         age = age_seconds(last.at)
         if 0 <= age < plan.audit_max_age_s:
-            return StageResult("audit", SKIPPED, f"skipped: clean for the same inputs {age / 60:.0f} min ago "
+            return StageResult("audit", SKIPPED, f"clean for the same inputs {age / 60:.0f} min ago "
                                                  f"({last.summary})", data={**last.data, "at": last.at})
     report = run_audit(request)
     rec = records.audit_record(report, request, commit)
-    _remember(plan.dest, rec)
+    run.remember(rec)
     if report.outcome == "vulnerable":
         raise CheckFailed(rec.summary, hint="upgrade to the fix versions (`gptoss audit` lists them), or "
                                             "--ignore-vuln ID after review, or --no-audit")
@@ -212,7 +218,7 @@ def _serve(run: _Run) -> StageResult:
     existing = srv.current(dest)
     if existing is not None and existing.running and existing.ready:
         run.server = existing
-        return StageResult("serve", SKIPPED, f"skipped: already running (pid {existing.pid}) and ready at "
+        return StageResult("serve", SKIPPED, f"already running (pid {existing.pid}) and ready at "
                                              f"{existing.url}", data=existing.to_dict())
     if existing is not None and existing.running:
         raise CouldNotRun(f"a server of this DEST (pid {existing.pid}) is running but not ready at {existing.url}",
@@ -229,7 +235,7 @@ def _serve(run: _Run) -> StageResult:
     srv.write_pid(dest, info)
     run.server = info
     how = f"detached, log {info.log}" if launch.detach else "foreground"
-    _remember(dest, StageRecord("serve", True, 0, f"{info.model} ({info.engine}) at {info.url}", data=info.to_dict()))
+    run.remember(StageRecord("serve", True, 0, f"{info.model} ({info.engine}) at {info.url}", data=info.to_dict()))
     return StageResult("serve", DONE, f"ready: {info.model} ({info.engine}) at {info.url} (pid {info.pid}, {how})",
                        data=info.to_dict())
 
@@ -267,9 +273,9 @@ def _register(run: _Run) -> StageResult:
     timeout = httpx.Timeout(plan.timeout, connect=10.0)
     with httpx.Client(timeout=timeout, verify=not plan.insecure, follow_redirects=False,
                       headers={"User-Agent": f"gptoss/{__version__}"}) as http:
-        result = register(DifyClient(http, plan.dify_url), opts, progress=run.hooks.log)
+        result = register(DifyClient(http, plan.dify_url), opts, progress=run.hooks.step)
     rec = records.register_record(result)
-    _remember(run.plan.dest, rec)
+    run.remember(rec)
     return StageResult("register", DONE, rec.summary, data={**rec.data, "warnings": list(result.warnings)})
 
 
