@@ -67,3 +67,85 @@ def test_up_twice_detached_skips_and_proves_it_then_stop(world_factory) -> None:
         assert st["server"] is None
     finally:
         stop_server(world)
+
+
+def test_foreground_up_registers_then_serves_until_ctrl_c(world_factory) -> None:  # noqa: ANN001, F811
+    """The default: stages as JSON Lines, the server in the foreground; SIGINT reaches it once and drains it."""
+    world = world_factory()
+    proc = subprocess.Popen([sys.executable, "-m", "gptoss_cli", "up", "--no-audit", "--json"], cwd=world.cwd,
+                            env=world.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        events = []
+        deadline = time.monotonic() + UP_TIMEOUT
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, f"up ended early (exit {proc.wait()}): {proc.stderr.read()}"
+            events.append(json.loads(line))
+            if events[-1].get("stage") == "register":
+                break
+        assert [(e["event"], e["stage"], e["status"]) for e in events] == [
+            ("stage", "fetch", "done"), ("stage", "verify", "done"), ("stage", "audit", "off"),
+            ("stage", "serve", "done"), ("stage", "register", "done")]
+        st = world.status()
+        assert st["server"]["running"] and st["server"]["ready"] and not st["server"]["detached"]
+        assert st["server"]["pid"] != proc.pid  # the server is the child; `up` supervises it
+        assert st["stages"]["register"]["data"]["endpoint_url"] == st["server"]["url"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=90) == 0
+        tail = [json.loads(x) for x in proc.stdout.read().splitlines()]
+        assert tail[-1]["event"] == "exit" and tail[-1]["exit_code"] == 0
+        assert world.status()["server"] is None  # the pid file went with it
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        stop_server(world)
+
+
+def test_failing_stage_stops_with_its_exit_code_and_says_what_next(world_factory) -> None:  # noqa: ANN001, F811
+    world = world_factory(requirements="demo-web==2.19.0\n")  # the fake OSV knows a vulnerability in it
+    code, doc, err = world.json("up", "--detach")
+    assert code == 1 and doc["exit_code"] == 1 and not doc["ok"]
+    assert _statuses(world, doc) == {"fetch": "done", "verify": "done", "audit": "failed", "serve": "not-run",
+                                     "register": "not-run"}
+    audit = world.stages(doc)["audit"]
+    assert "1 known vulnerabilities" in audit["summary"] and "rerun `gptoss up`" in audit["next"]
+    assert doc["error"]["hint"] == audit["next"]
+    assert err.strip().splitlines()[-1].startswith("gptoss: error: audit: 1 known vulnerabilities")
+    st = world.status()
+    assert st["server"] is None and not world.dify.records
+    assert st["stages"]["audit"]["ok"] is False and st["stages"]["audit"]["exit_code"] == 1
+    assert st["stages"]["verify"]["ok"]
+
+    before = world.hub_requests()  # resumable: the next run starts where this one stopped
+    code, doc, err = world.json("up", "--no-audit", "--no-serve")
+    assert code == 0, err
+    assert _statuses(world, doc) == {"fetch": "skipped", "verify": "skipped", "audit": "off", "serve": "off",
+                                     "register": "off"}
+    assert world.hub_requests() == before
+    again = world.gptoss("up", "--detach", "--no-register")  # the audit is not trusted because it failed
+    assert again.returncode == 1 and "✗ audit" in again.stdout
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(world_factory) -> None:  # noqa: ANN001, F811
+    world = world_factory()
+    code, doc, err = world.json("up", "--dry-run")
+    assert code == 0, err
+    assert doc["dry_run"] and set(_statuses(world, doc).values()) == {"planned"}
+    stages = world.stages(doc)
+    assert world.dify.url in stages["register"]["summary"] and "org/demo@main" in stages["fetch"]["summary"]
+    assert stages["serve"]["data"]["argv"][:4] == ["-m", "gptoss_cli", "serve", str(Path("deploy") / "model")]
+    assert not world.dest.exists() and world.hub_requests() == 0 and not world.dify.requests
+    human = world.gptoss("up", "--dry-run", "--no-register", "--no-audit", "--detach")
+    assert human.returncode == 0
+    lines = {line.split()[1]: line for line in human.stdout.splitlines()}
+    assert "off" in lines["register"] and "--no-register" in lines["register"] and "detached" in lines["serve"]
+    assert not world.dest.exists()
+
+
+def test_register_needs_its_password_before_anything_runs(world_factory) -> None:  # noqa: ANN001, F811
+    world = world_factory()
+    world.env.pop("GPTOSS_TEST_DIFY_PW")
+    proc = world.gptoss("up", "--detach")
+    assert proc.returncode == 2 and "--password-env" in proc.stderr
+    assert not world.dest.exists() and world.hub_requests() == 0

@@ -113,7 +113,7 @@ def _run(plan: "UpPlan", out: Output, run_up: Any, hooks_type: Any) -> tuple["Up
     def done(stage: "StageResult") -> None:
         live.stop()
         if out.json_mode and out.streamed:
-            out.event("stage", **stage.to_dict())
+            out.event("stage", **{("stage" if k == "name" else k): v for k, v in stage.to_dict().items()})
         elif not out.json_mode:
             _render(out.out, (stage,), out)
 

@@ -65,26 +65,33 @@ def run_up(plan: UpPlan, hooks: UpHooks = UpHooks()) -> tuple[UpResult, Any]:
     for i, name in enumerate(STAGE_ORDER):
         if name in off:
             run.results.append(off[name])
+            hooks.done(off[name])
             continue
         hooks.stage(name)
         started = time.monotonic()
         try:
             result = steps[name](run)
-        except KeyboardInterrupt:
-            _cleanup(run)
-            raise
         except GptossError as exc:
             result = StageResult(name, FAILED, exc.message, exit_code=exc.exit_code,
                                  next=_next(name, exc))
             if name not in run.recorded:  # a check that ran (verify, audit) recorded its own result
                 run.remember(records.failure(name, exc.exit_code, exc.one_line()))
+        except BaseException:  # Ctrl-C, or a bug: never leave a server behind that nobody supervises
+            _cleanup(run)
+            raise
         result = StageResult(**{**result.to_dict(), "seconds": time.monotonic() - started})
         run.results.append(result)
-        hooks.done(result)
+        try:
+            hooks.done(result)
+        except BaseException:
+            _cleanup(run)
+            raise
         if result.status == FAILED:
             if name == "register" and run.proc is not None and not plan.serve.detach:
                 _cleanup(run)  # the foreground server is this run's: it stops with it
-            run.results.extend(not_run(STAGE_ORDER[i + 1:]))
+            for skipped in not_run(STAGE_ORDER[i + 1:]):
+                run.results.append(skipped)
+                hooks.done(skipped)
             break
     return UpResult(plan.dest, tuple(run.results), server=run.server), run.proc
 
