@@ -149,3 +149,19 @@ def test_register_needs_its_password_before_anything_runs(world_factory) -> None
     proc = world.gptoss("up", "--detach")
     assert proc.returncode == 2 and "--password-env" in proc.stderr
     assert not world.dest.exists() and world.hub_requests() == 0
+
+
+def test_a_server_that_cannot_start_fails_the_serve_stage_with_its_error(world_factory) -> None:  # noqa: ANN001, F811
+    import socket
+
+    world = world_factory()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", world.port))
+        taken.listen()
+        code, doc, err = world.json("up", "--detach", "--no-audit")
+    serve = world.stages(doc)["serve"]
+    assert code == 3 and serve["status"] == "failed" and serve["exit_code"] == 3
+    assert "exited with status 3 before it was ready" in serve["summary"] and str(world.port) in serve["summary"]
+    assert world.stages(doc)["register"]["status"] == "not-run" and not world.dify.records
+    st = world.status()
+    assert st["server"] is None and st["stages"]["serve"]["ok"] is False

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from gptoss_cli.cli._complete import offer
 from gptoss_cli.cli._errors import boundary
 from gptoss_cli.cli._options import DestOpt, output_for, settings_for, state
 from gptoss_cli.cli._output import Output
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from gptoss_cli.up import StageResult, UpPlan, UpResult
 
 _Opt = typer.Option
+SOURCES = ("hf", "modelscope")  # as `gptoss fetch --source`
 _Str = Optional[str]
 _MARK = {"done": "✓", "skipped": "✓", "failed": "✗", "off": "-", "planned": "·", "not-run": "-"}
 
@@ -46,7 +48,8 @@ def up(
     model: Annotated[_Str, _Opt("--model", help="Model repo id. (default: openai/gpt-oss-20b)")] = None,
     revision: Annotated[_Str, _Opt("--revision", help="Model branch, tag or commit. (default: main)")] = None,
     endpoint: Annotated[_Str, _Opt("--endpoint", help="HF-compatible endpoint or mirror (HF_ENDPOINT).")] = None,
-    source: Annotated[_Str, _Opt("--source", help="Weights from hf or modelscope.")] = None,
+    source: Annotated[_Str, _Opt("--source", autocompletion=offer(SOURCES), help="Weights from hf or modelscope.")
+                      ] = None,
     repo_url: Annotated[_Str, _Opt("--repo-url", help="Git URL of the gpt-oss code.")] = None,
     ref: Annotated[_Str, _Opt("--ref", help="Branch, tag or commit of the code.")] = None,
     lock: Annotated[Optional[Path], _Opt("--lock", help="A pinned lock to fetch and verify against.")] = None,

@@ -126,13 +126,22 @@ def probe_ready(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def wait_ready(dest: Path, proc: subprocess.Popen, timeout: float, poll: float = 0.25) -> dict[str, Any]:
-    """The child's ``ready`` event once ``/ready`` answers 200; CouldNotRun if it exits or ``timeout`` passes."""
+def log_size(dest: Path) -> int:
+    try:
+        return log_path(dest).stat().st_size
+    except OSError:
+        return 0
+
+
+def wait_ready(dest: Path, proc: subprocess.Popen, timeout: float, poll: float = 0.25, log_from: int = 0
+               ) -> dict[str, Any]:
+    """The child's ``ready`` event once ``/ready`` answers 200; CouldNotRun if it exits or ``timeout`` passes.
+    ``log_from``: where this child's lines start in the (appended) log file."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         code = proc.poll()
         if code is not None:
-            raise ChildExited(code)
+            raise ChildExited(code, _last_error(log_path(dest), log_from))
         event = _ready_event(dest)
         if event is not None and probe_ready(str(event.get("url", ""))):
             return event
@@ -144,10 +153,23 @@ def wait_ready(dest: Path, proc: subprocess.Popen, timeout: float, poll: float =
 class ChildExited(CouldNotRun):
     """The server exited before it was ready; ``exit_code`` is the child's."""
 
-    def __init__(self, code: int) -> None:
-        super().__init__(f"`gptoss serve` exited with status {code} before it was ready",
-                         hint="its error is in the output above (or `gptoss logs`)")
+    def __init__(self, code: int, why: Optional[str] = None) -> None:
+        said = f": {why}" if why else ""
+        super().__init__(f"`gptoss serve` exited with status {code} before it was ready{said}",
+                         hint="its whole output is above (or in `gptoss logs`)")
         self.exit_code = code if code > 0 else 3
+
+
+def _last_error(log: Path, start: int) -> Optional[str]:
+    """The last ``gptoss: error:`` line this child wrote to its log (None in the foreground: it is on screen)."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(start)
+            lines = fh.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    errors = [x for x in lines if x.startswith("gptoss: error: ")]
+    return errors[-1][len("gptoss: error: "):] if errors else None
 
 
 def write_pid(dest: Path, info: ServerInfo) -> None:

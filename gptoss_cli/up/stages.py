@@ -230,10 +230,11 @@ def _serve(run: _Run) -> StageResult:
     if existing is not None and existing.running:
         raise CouldNotRun(f"a server of this DEST (pid {existing.pid}) is running but not ready at {existing.url}",
                           hint="wait for it to load, or `gptoss stop` it")
+    log_from = srv.log_size(dest)
     proc = srv.spawn(dest, launch.argv, detach=launch.detach, env=launch.env)
     run.proc = proc
     try:
-        event = srv.wait_ready(dest, proc, launch.ready_timeout)
+        event = srv.wait_ready(dest, proc, launch.ready_timeout, log_from=log_from)
     except BaseException:
         _cleanup(run)
         raise
