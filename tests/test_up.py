@@ -25,8 +25,12 @@ def _statuses(world: World, doc: dict) -> dict[str, str]:
 
 def test_up_twice_detached_skips_and_proves_it_then_stop(world_factory) -> None:  # noqa: ANN001, F811
     world = world_factory()
+    key = "sk-up-test-server-key-4242"
+    world.env["GPTOSS_API_KEY"] = key  # the server requires it; Dify is given it; nobody prints it
+    outputs = []
     try:
         code, first, err = world.json("up", "--detach")
+        outputs += [json.dumps(first), err]
         assert code == 0, err
         assert _statuses(world, first) == {"fetch": "done", "verify": "done", "audit": "done", "serve": "done",
                                            "register": "done"}
@@ -36,8 +40,7 @@ def test_up_twice_detached_skips_and_proves_it_then_stop(world_factory) -> None:
         server = first["server"]
         assert server["url"] == f"http://127.0.0.1:{world.port}/v1" and server["detached"]
         assert world.dify.validation_calls[-1]["url"] == server["url"] + "/chat/completions"  # Dify reached it
-        (record,) = world.dify.records.values() if isinstance(world.dify.records, dict) else (None,)
-        del record
+        assert world.dify.validation_calls[-1]["headers"]["Authorization"] == f"Bearer {key}"
 
         st = world.status()
         assert st["lock"]["files"] == 7 and st["lock"]["model"]["repo_id"] == "org/demo"
@@ -48,6 +51,7 @@ def test_up_twice_detached_skips_and_proves_it_then_stop(world_factory) -> None:
 
         requests_before = world.hub_requests()
         code, second, err = world.json("up", "--detach")
+        outputs += [json.dumps(second), err]
         assert code == 0, err
         assert _statuses(world, second) == {"fetch": "skipped", "verify": "skipped", "audit": "skipped",
                                             "serve": "skipped", "register": "done"}
@@ -60,7 +64,11 @@ def test_up_twice_detached_skips_and_proves_it_then_stop(world_factory) -> None:
         assert world.hub_requests() == requests_before  # nothing asked of the Hub: the lock and the hashes proved it
 
         logs = world.gptoss("logs", "-n", "200")
-        assert logs.returncode == 0 and "ready" in logs.stdout
+        assert logs.returncode == 0 and "gptoss: ready: gpt-oss-20b" in logs.stdout
+        outputs += [logs.stdout, json.dumps(world.status())]
+        outputs += [p.read_text(errors="replace") for p in (world.dest / ".gptoss").iterdir() if p.is_file()]
+        for secret in (key, world.dify.password):
+            assert not any(secret in text for text in outputs)
         stopped = world.gptoss("stop", "--json")
         assert stopped.returncode == 0 and json.loads(stopped.stdout)["action"] == "stopped"
         st = world.status()
