@@ -17,6 +17,7 @@ from gptoss_cli.cli import app
 from gptoss_cli.up import server as srv
 from gptoss_cli.up.state import StageRecord, read_state, record, record_quietly, state_path
 from tests.dify_fake import StubOpenAI
+from tests.git_fixtures import git
 from tests.up_fixtures import world_factory  # noqa: F401 - fixture
 
 runner = CliRunner()
@@ -173,6 +174,14 @@ def test_standalone_commands_record_their_results(world_factory) -> None:  # noq
     assert stages["fetch"]["status"] == "done" and "repairing" in stages["fetch"]["data"]["reason"]
     assert stages["verify"]["status"] == "done" and stages["audit"]["status"] == "skipped"
     assert world.status()["stages"]["verify"]["ok"]
+
+    git("-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-q", "--allow-empty", "-m", "local",
+        cwd=world.dest / "code")  # code/ no longer at the locked commit: up notices and fetches it again
+    code, doc, err = world.json("up", "--no-serve")
+    assert code == 0, err
+    fetch = world.stages(doc)["fetch"]
+    assert fetch["status"] == "done" and "code/ is at" in fetch["data"]["reason"]
+    assert git("rev-parse", "HEAD", cwd=world.dest / "code") == world.status()["lock"]["code"]["commit"]
 
     with StubOpenAI() as stub:
         assert world.gptoss("dify-register", "--endpoint-url", stub.url, "--set-default").returncode == 0

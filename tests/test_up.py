@@ -63,6 +63,12 @@ def test_up_twice_detached_skips_and_proves_it_then_stop(world_factory) -> None:
         assert stages["register"]["data"]["action"] == "updated" and len(world.dify.records) == 1
         assert world.hub_requests() == requests_before  # nothing asked of the Hub: the lock and the hashes proved it
 
+        code, third, err = world.json("up", "--detach", "--served-model-name", "another-name")
+        assert code == 3 and world.stages(third)["serve"]["status"] == "failed"  # never registers a name it lacks
+        assert "serves gpt-oss-20b, not another-name" in world.stages(third)["serve"]["summary"]
+        assert "gptoss stop" in world.stages(third)["serve"]["next"]
+        assert world.status()["server"]["ready"]  # the running server is left alone
+
         logs = world.gptoss("logs", "-n", "200")
         assert logs.returncode == 0 and "gptoss: ready: gpt-oss-20b" in logs.stdout
         outputs += [logs.stdout, json.dumps(world.status())]

@@ -75,7 +75,12 @@ def up(
     set_default: Annotated[Optional[bool], _Opt("--set-default", help="Make it the workspace's default LLM.")
                            ] = None,
 ) -> None:
-    """Fetch, verify, audit, serve and register in Dify in one command; a second run skips what is done."""
+    """Fetch, verify, audit, serve and register in Dify in one command; a second run skips what is done.
+
+    Settings come from gptoss.toml (the keys the single commands read) and these flags. Stops at the first failing
+    stage with its exit code and what to do next. --json: one document with every stage's result; in the
+    foreground (the default, where up keeps serving) JSON Lines: one "stage" event per stage, then "exit".
+    """
     from gptoss_cli.up.stages import UpHooks, run_up
 
     out = output_for(ctx)
@@ -101,13 +106,20 @@ def up(
     if foreground and out.json_mode:
         out.streamed = True  # JSON Lines: one "stage" event per stage, then the "exit" envelope
     result, proc = _run(plan, out, run_up, UpHooks)
-    if out.json_mode and not out.streamed:
-        out.result(result)
-    failed = result.failed
-    if failed is not None:
-        raise StageFailed(failed)
-    if foreground and proc is not None:
-        _foreground(plan, result, proc, out)
+    try:
+        if out.json_mode and not out.streamed:
+            out.result(result)
+        failed = result.failed
+        if failed is not None:
+            raise StageFailed(failed)
+        if foreground and proc is not None:
+            _foreground(plan, result, proc, out)
+    except BaseException:
+        if foreground and proc is not None and proc.poll() is None:  # never leave an unsupervised server
+            from gptoss_cli.up.server import terminate
+
+            terminate(plan.dest, proc)
+        raise
 
 
 def _run(plan: "UpPlan", out: Output, run_up: Any, hooks_type: Any) -> tuple["UpResult", Any]:
@@ -238,7 +250,8 @@ def _serve_launch(ctx: typer.Context, s: Settings, dest: Path) -> Any:
     argv = serve_argv(dest / "model", host=flags["serve.host"], port=flags["serve.port"],
                       config_file=state(ctx).config_file, extra=extra)
     return ServeLaunch(argv=tuple(argv), model_dir=dest / "model", detach=bool(s["up.detach"]),
-                       ready_timeout=float(s["up.ready_timeout"]), env=dict(os.environ))
+                       ready_timeout=float(s["up.ready_timeout"]), model_name=s["serve.served_model_name"],
+                       env=dict(os.environ))
 
 
 def _register_plan(s: Settings, serve: Any, dry_run: bool) -> Any:

@@ -31,6 +31,7 @@ class ServeLaunch:
     model_dir: Path
     detach: bool
     ready_timeout: float
+    model_name: Optional[str] = None  # the served model name the config asks for
     env: Optional[Mapping[str, str]] = field(default=None, repr=False, compare=False)
 
 

@@ -265,9 +265,16 @@ def stop(dest: Path, timeout: float = 45.0, poll: float = 0.2) -> StopResult:
                       hint=f"it may be draining long requests; wait, or `kill -9 {info.pid}`")
 
 
-__all__ = ["ChildExited", "ServerInfo", "StopResult", "alive", "current", "events_path", "info_from_event", "supervise",
-           "log_path", "pid_path", "probe_ready", "read_pid", "remove_pid", "serve_argv", "spawn", "stop",
-           "wait_ready", "write_pid"]
+def terminate(dest: Path, proc: subprocess.Popen, timeout: float = 45.0) -> None:
+    """Stop a child this process started (SIGTERM, then SIGKILL after ``timeout``) and remove its pid file."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    remove_pid(dest, proc.pid)
 
 
 def supervise(dest: Path, proc: subprocess.Popen) -> int:
@@ -287,3 +294,8 @@ def supervise(dest: Path, proc: subprocess.Popen) -> int:
             signal.signal(s, handler)
         remove_pid(dest, proc.pid)
     return 128 - code if code < 0 else code
+
+
+__all__ = ["ChildExited", "ServerInfo", "StopResult", "alive", "current", "events_path", "info_from_event",
+           "log_path", "log_size", "pid_path", "probe_ready", "read_pid", "remove_pid", "serve_argv", "spawn", "stop",
+           "supervise", "terminate", "wait_ready", "write_pid"]

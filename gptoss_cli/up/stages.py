@@ -129,9 +129,13 @@ def fetch_check(plan: UpPlan, progress: Any = None) -> tuple[bool, str, Any]:
     if f.code is not None:
         if lock.code is None or not (dest / "code").is_dir():
             return False, "no code checkout in DEST", None
-        if public_url(lock.code.url) != public_url(f.code.url) or (_is_sha(f.code.ref) and f.code.ref != lock.code.commit):
+        moved = _is_sha(f.code.ref) and f.code.ref != lock.code.commit
+        if public_url(lock.code.url) != public_url(f.code.url) or moved:
             return False, f"the lock's code is {public_url(lock.code.url)} @ {lock.code.commit[:12]}", None
-    if f.pinned is not None and {(x.path, x.sha256) for x in f.pinned.files} != {(x.path, x.sha256) for x in lock.files}:
+        head = _git_head(dest / "code")
+        if head is not None and head != lock.code.commit:
+            return False, f"code/ is at {head[:12]}, the lock says {lock.code.commit[:12]}", None
+    if f.pinned is not None and _hashes(f.pinned) != _hashes(lock):
         return False, "DEST's lock differs from --lock", None
     if not plan.verify:
         return True, f"lock present ({len(lock.files)} files; not re-hashed: --no-verify)", None
@@ -139,6 +143,22 @@ def fetch_check(plan: UpPlan, progress: Any = None) -> tuple[bool, str, Any]:
     if not result.ok:
         return False, f"the files do not match the lock ({result.summary()}): repairing", result
     return True, f"verified {len(result.files)} files against the lock", result
+
+
+def _hashes(lock: Any) -> set[tuple[str, str]]:
+    return {(x.path, x.sha256) for x in lock.files}
+
+
+def _git_head(folder: Path) -> Optional[str]:
+    """The commit checked out in ``folder`` (None when git cannot say: then the lock is trusted)."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def _is_sha(value: Optional[str]) -> bool:
@@ -224,6 +244,9 @@ def _serve(run: _Run) -> StageResult:
     dest = run.plan.dest
     existing = srv.current(dest)
     if existing is not None and existing.running and existing.ready:
+        if launch.model_name and existing.model != launch.model_name:
+            raise CouldNotRun(f"the server of this DEST (pid {existing.pid}) serves {existing.model}, not "
+                              f"{launch.model_name}", hint="`gptoss stop` it so that up starts the one configured")
         run.server = existing
         return StageResult("serve", SKIPPED, f"already running (pid {existing.pid}) and ready at "
                                              f"{existing.url}", data=existing.to_dict())
@@ -251,15 +274,8 @@ def _serve(run: _Run) -> StageResult:
 def _cleanup(run: _Run) -> None:
     """Stop the child this run started (interrupted, or failed before the run could hand it over)."""
     proc, run.proc = run.proc, None
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=45)
-    except Exception:  # noqa: BLE001 - subprocess.TimeoutExpired: it would not drain
-        proc.kill()
-        proc.wait(timeout=10)
-    srv.remove_pid(run.plan.dest, proc.pid)
+    if proc is not None:
+        srv.terminate(run.plan.dest, proc)
 
 
 # -- register -------------------------------------------------------------------------------------------------------

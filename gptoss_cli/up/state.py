@@ -152,5 +152,5 @@ def record_quietly(dest: Optional[Path], rec: StageRecord) -> Optional[str]:
     return None
 
 
-__all__ = ["STAGES", "age_seconds", "STATE_DIRNAME", "DeployState", "StageRecord", "read_state", "record", "record_quietly",
-           "state_dir", "state_path"]
+__all__ = ["STAGES", "STATE_DIRNAME", "DeployState", "StageRecord", "age_seconds", "read_state", "record",
+           "record_quietly", "state_dir", "state_path"]
