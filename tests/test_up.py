@@ -5,7 +5,6 @@ the shipped demo model, a git repo in tmp, the fake OSV service, a real ``gptoss
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
