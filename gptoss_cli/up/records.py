@@ -16,6 +16,16 @@ if TYPE_CHECKING:
     from gptoss_cli.verify import VerifyResult
 
 
+def size(n: float) -> str:
+    """``1087834`` → ``1.1 MB`` (decimal units, as ``gptoss fetch`` prints them)."""
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(value) < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
 def failure(stage: str, exit_code: int, message: str, **data: Any) -> StageRecord:
     return StageRecord(stage, False, exit_code, message, data=data)
 
@@ -27,7 +37,7 @@ def fetch_record(result: "FetchResult") -> StageRecord:
         m = result.model
         data.update(repo_id=m.repo_id, commit=m.commit, endpoint=m.endpoint, files=len(m.files),
                     total_bytes=m.total_bytes, transferred_bytes=m.transferred_bytes)
-        parts.append(f"{m.repo_id}@{m.commit[:12]}: {len(m.files)} files, {m.transferred_bytes} bytes transferred")
+        parts.append(f"{m.repo_id}@{m.commit[:12]}: {len(m.files)} files, {size(m.transferred_bytes)} transferred")
     if result.code is not None:
         data.update(code_url=result.code.url, code_commit=result.code.commit)
         parts.append(f"code @ {result.code.commit[:12]}")
@@ -95,4 +105,4 @@ def code_commit(dest: Path) -> Optional[str]:
 
 
 __all__ = ["audit_inputs", "audit_record", "code_commit", "failure", "fetch_record", "fingerprint",
-           "register_record", "verify_record"]
+           "register_record", "size", "verify_record"]

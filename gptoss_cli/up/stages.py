@@ -207,7 +207,7 @@ def _verify(run: _Run) -> StageResult:
     if not result.ok:
         raise CheckFailed(f"verify failed: {result.summary()}", hint="run `gptoss verify` for the files")
     status = SKIPPED if run.verified is not None else DONE
-    return StageResult("verify", status, f"{result.summary()} ({how}, {result.bytes_hashed} bytes)", data=rec.data)
+    return StageResult("verify", status, f"{result.summary()} ({how}, {records.size(result.bytes_hashed)})", data=rec.data)
 
 
 # -- audit ----------------------------------------------------------------------------------------------------------
@@ -294,6 +294,9 @@ def _register(run: _Run) -> StageResult:
         if run.server is None:
             raise CouldNotRun("no endpoint to register: nothing is served", hint="give dify.endpoint_url")
         opts = replace(opts, endpoint_url=run.server.url)
+        if "://127.0.0.1:" in run.server.url or "://[::1]:" in run.server.url:
+            run.hooks.log(f"registering {run.server.url}: Dify in Docker cannot reach this host's loopback; "
+                          "set dify.endpoint_url to the address its containers use")
     timeout = httpx.Timeout(plan.timeout, connect=10.0)
     with httpx.Client(timeout=timeout, verify=not plan.insecure, follow_redirects=False,
                       headers={"User-Agent": f"gptoss/{__version__}"}) as http:
