@@ -96,6 +96,12 @@ FIELDS: tuple[FieldSpec, ...] = (
     _f("serve.pipeline_parallel_size", "int", 1, "vLLM: pipeline stages (e.g. one per node)"),
     _f("serve.distributed_executor_backend", "str", None, "vLLM: mp, ray, uni or external_launcher"),
     _f("serve.vllm_args", "list", [], "extra arguments for `vllm serve`"),
+    # -- up
+    _f("up.audit", "bool", True, "gptoss up: run the audit stage"),
+    _f("up.audit_max_age", "float", 24.0, "gptoss up: hours a clean audit of the same inputs is trusted"),
+    _f("up.register", "bool", True, "gptoss up: register in Dify when dify.url is set"),
+    _f("up.detach", "bool", False, "gptoss up: run the server in the background (pid and log in DEST/.gptoss)"),
+    _f("up.ready_timeout", "float", 900.0, "gptoss up: seconds to wait for the server to load"),
     # -- dify-register
     _f("dify.url", "str", None, "Dify base URL (console)"),
     _f("dify.endpoint_url", "str", None, "the gptoss endpoint as Dify will reach it (ends in /v1)"),

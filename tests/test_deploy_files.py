@@ -178,7 +178,7 @@ def test_documented_flags_exist() -> None:
     root = typer.main.get_command(app)
     for doc in ("deploy-with-dify.md", "deploy-with-dify.zh-CN.md"):
         text = (DOCS / doc).read_text(encoding="utf-8").replace("\\\n", " ")
-        for line in re.findall(r"gptoss (serve|dify-register|fetch|verify|audit)\b([^\n`]*)", text):
+        for line in re.findall(r"gptoss (serve|dify-register|fetch|verify|audit|up|status|logs|stop)\b([^\n`]*)", text):
             name, rest = line
             command = root.commands[name]
             known = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}

@@ -23,6 +23,10 @@ from gptoss_cli.cli._options import GptossGroup, state
 # Every command, in the order --help lists them: name -> "module:function" (or "module:typer_app" for a group).
 # A command's module is imported only when that command runs, completes or shows its help.
 COMMANDS: dict[str, str] = {
+    "up": "gptoss_cli.cli.up:up",
+    "status": "gptoss_cli.cli.status:status",
+    "stop": "gptoss_cli.cli.status:stop",
+    "logs": "gptoss_cli.cli.status:logs",
     "doctor": "gptoss_cli.cli.doctor:doctor",
     "fetch": "gptoss_cli.cli.fetch:fetch",
     "verify": "gptoss_cli.cli.verify:verify",

@@ -17,6 +17,7 @@ from gptoss_cli.cli._errors import boundary
 from gptoss_cli.cli._options import DestOpt, output_for, settings_for
 from gptoss_cli.cli._output import Output
 from gptoss_cli.cli._progress import steps
+from gptoss_cli.cli._state import remember
 from gptoss_cli.errors import CheckFailed, CouldNotRun, UsageError
 
 STALE_DAYS = 30
@@ -108,6 +109,8 @@ def audit(
             cache_dir=settings.home / "pip-audit-cache", progress=step,
         )
         report = run_audit(request)
+    if scan:  # DEST's code was audited: `gptoss status` shows it, `gptoss up` may reuse a clean result
+        remember(out, Path(settings["fetch.dest"]), "audit", report, request=request)
     _warn_stale(out, report.service.osv_db)
     if output is not None:
         try:

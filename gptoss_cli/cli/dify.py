@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
@@ -11,6 +12,7 @@ from rich.console import Console
 from gptoss_cli.cli._errors import boundary
 from gptoss_cli.cli._options import output_for, settings_for
 from gptoss_cli.cli._progress import steps
+from gptoss_cli.cli._state import remember
 from gptoss_cli.config import Secret, Settings, read_env
 from gptoss_cli.errors import UsageError
 
@@ -115,6 +117,8 @@ def dify_register(
         client = DifyClient(http, s["dify.url"], dry_run=dry_run)
         with steps(out) as step:  # transient on a terminal: the summary below says it all once
             result = register(client, opts, progress=step)
+    if not dry_run:
+        remember(out, Path(s["fetch.dest"]), "register", result, only_known=True)
     for warning in result.warnings:
         out.warn(warning)
     out.result(result, lambda console: _human(console, result))

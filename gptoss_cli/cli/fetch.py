@@ -14,6 +14,7 @@ from gptoss_cli.cli._errors import boundary
 from gptoss_cli.cli._options import DestOpt, output_for, settings_for
 from gptoss_cli.cli._output import Output
 from gptoss_cli.cli._progress import Tasks, human_size
+from gptoss_cli.cli._state import remember
 from gptoss_cli.config import Settings
 from gptoss_cli.errors import UsageError
 
@@ -181,4 +182,6 @@ def fetch(
                             log=lambda m: out.info(f"gptoss: {m}"))
     with fetch_progress(out) as hooks:
         result = run_fetch(options, hooks)
+    if not result.dry_run:
+        remember(out, options.dest, "fetch", result)
     out.result(result, lambda console: render(result, console, out))

@@ -11,6 +11,7 @@ from gptoss_cli.cli._errors import boundary
 from gptoss_cli.cli._options import output_for, settings_for
 from gptoss_cli.cli._output import Output
 from gptoss_cli.cli._progress import byte_progress, human_size
+from gptoss_cli.cli._state import remember
 from gptoss_cli.errors import CheckFailed
 
 if TYPE_CHECKING:
@@ -50,6 +51,9 @@ def verify(
     with byte_progress(out, "verifying") as progress:
         result = verify_lock(lock_file, model_dir=model_dir, jobs=settings["verify.jobs"], strict=strict,
                              progress=progress)
+
+    if lock_file.name == LOCK_NAME and model_dir == lock_file.parent / MODEL_DIRNAME:  # DEST's own lock
+        remember(out, lock_file.parent, "verify", result)
 
     def human(console: Console) -> None:
         from rich.table import Table
