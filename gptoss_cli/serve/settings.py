@@ -79,11 +79,6 @@ class ServeSettings:
     def is_loopback(self) -> bool:
         return host_is_loopback(self.host)
 
-    @property
-    def relays(self) -> bool:
-        """Whether the engine answers whole requests (vLLM, an upstream) rather than token ids."""
-        return self.engine != "transformers"
-
     @classmethod
     def from_config(cls, settings: Settings, env: Mapping[str, str] | None = None,
                     **overrides: Any) -> "ServeSettings":
