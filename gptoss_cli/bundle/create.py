@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from gptoss_cli.bundle import wheels as _wheels
-from gptoss_cli.bundle.manifest import BundleFile, scan, write_manifest
+from gptoss_cli.bundle.manifest import BundleFile, empty_dirs, scan, write_manifest
 from gptoss_cli.bundle.standalone import sha256_file
 from gptoss_cli.errors import CheckFailed, IntegrityError, UsageError
 
@@ -113,6 +113,7 @@ def _place_tree(src: Path, dst: Path) -> int:
     """Every regular file under ``src`` at the same place under ``dst``; symlinks are refused."""
     count = 0
     for dirpath, _dirs, names in os.walk(src):
+        (dst / Path(dirpath).relative_to(src)).mkdir(parents=True, exist_ok=True)  # git needs its empty refs/
         for name in names:
             path = Path(dirpath) / name
             if path.is_symlink():
@@ -208,7 +209,7 @@ def create_bundle(options: BundleOptions, log: Log = lambda _m: None) -> BundleR
         _write_installer(staging, requirements)
         files = scan(staging, known)
         meta = {"created_at": utc_now(), "gptoss_version": __version__, "requirements": list(requirements),
-                "target": _wheels.target(options), "parts": parts}
+                "target": _wheels.target(options), "parts": parts, "dirs": empty_dirs(staging)}
         digest = write_manifest(staging, files, meta)
         path = _finish(staging, out, mode)
     except BaseException:

@@ -8,8 +8,9 @@
       "gptoss_version": "0.1.0",
       "target": {"python": "3.11", "platforms": ["manylinux_2_28_x86_64"]},   # null: the creating machine's own
       "requirements": ["gptoss-cli[serve]==0.1.0", "torch==2.13.0"],         # also requirements.txt
-      "parts": {"dest": {...lock summary...}, "wheels": ["...whl"], "vocab": "vocab/o200k_base.tiktoken",
+      "parts": {"dest": {...lock summary…}, "wheels": ["...whl"], "vocab": "vocab/o200k_base.tiktoken",
                 "kernels": "kernels" | null, "osv": "osv/all.zip" | null},
+      "dirs": ["dest/code/.git/refs/tags", ...],     # empty folders, made again where a copy dropped them
       "files": [{"path": "dest/gptoss.lock.json", "size": 1234, "sha256": "<64 hex>"}, ...]   # sorted by path
     }
 
@@ -51,6 +52,12 @@ def scan(root: Path, known: Optional[Mapping[str, str]] = None) -> tuple[BundleF
     return tuple(sorted(files, key=lambda f: f.path))
 
 
+def empty_dirs(root: Path) -> list[str]:
+    """The empty folders under ``root`` (git's ``refs/heads`` and the like): copies often drop them."""
+    return sorted(Path(d).relative_to(root).as_posix() for d, dirs, names in os.walk(root)
+                  if not dirs and not names and Path(d) != root)
+
+
 def write_manifest(root: Path, files: tuple[BundleFile, ...], meta: Mapping[str, Any]) -> str:
     """Write ``root/manifest.json`` (``meta`` plus the file list); return the manifest's own SHA-256."""
     doc = {"schema": SCHEMA, **meta, "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files]}
@@ -61,4 +68,4 @@ def write_manifest(root: Path, files: tuple[BundleFile, ...], meta: Mapping[str,
     return sha256_file(path)
 
 
-__all__ = ["MANIFEST_NAME", "SCHEMA", "BundleFile", "scan", "write_manifest"]
+__all__ = ["MANIFEST_NAME", "SCHEMA", "BundleFile", "empty_dirs", "scan", "write_manifest"]

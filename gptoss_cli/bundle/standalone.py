@@ -117,6 +117,11 @@ def check_bundle(bundle: Path, log: Log = lambda _m: None) -> dict:
         elif sha256_file(path) != entry["sha256"]:
             problems.append(f"{rel}: sha256 does not match the manifest")
     problems += [f"{rel}: not in the manifest" for rel in sorted(bundle_files(bundle) - listed)]
+    for rel in manifest.get("dirs") or []:  # empty folders (git's refs/…) that a copy may have dropped
+        if safe_relpath(rel) is None:
+            raise BundleProblem(f"manifest folder {rel!r} is not a relative path inside the bundle")
+        if not problems and not (bundle / rel).is_dir():
+            (bundle / rel).mkdir(parents=True)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise BundleProblem(f"bundle {bundle} failed its check: {problems[0]}{more}; nothing was installed",

@@ -62,7 +62,7 @@ def unit(
                                   "it.")] = False,
     unit_dir: Annotated[Path, _Opt("--unit-dir", help="Where --install writes.")] = Path("/etc/systemd/system"),
 ) -> None:
-    """Print a systemd unit for gptoss serve: Restart=on-failure, key from an EnvironmentFile, hardened, DEST read-only."""
+    """Print a systemd unit for gptoss serve: restart on failure, key from a file, hardened, DEST read-only."""
     from gptoss_cli.service import UnitSpec, install_unit, render_unit
 
     out = output_for(ctx)
