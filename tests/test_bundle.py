@@ -191,3 +191,21 @@ def test_pip_download_asks_for_the_serve_extra_and_pinned_torch_for_the_target(m
     for torch in ("torch", "torch>=2.13", "numpy==2.0"):
         with pytest.raises(Exception, match="pin torch"):
             bundle_wheels.requirements("0.1.0", serve=True, torch=torch)
+
+
+def test_documented_bundle_and_service_flags_exist() -> None:
+    """Every --flag the README and the deploy guides give to `gptoss bundle …` / `gptoss service unit` is real."""
+    import re
+
+    import typer
+
+    root = typer.main.get_command(app)
+    for doc in ("README.md", "docs/deploy-with-dify.md", "docs/deploy-with-dify.zh-CN.md"):
+        text = (ROOT / doc).read_text(encoding="utf-8")
+        found = re.findall(r"gptoss (bundle|service) (create|install|unit)\b([^\n`]*)", text)
+        assert found, doc
+        for group, name, rest in found:
+            command = root.get_command(None, group).get_command(None, name)
+            known = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}
+            for flag in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", re.split(r" #|&&|\|", rest)[0]):
+                assert flag in known or flag in ("--json",), f"{doc}: gptoss {group} {name} … {flag}"
