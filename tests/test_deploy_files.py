@@ -56,7 +56,9 @@ def test_dockerfile_shape() -> None:
     ins = instructions()
     kinds = [k for k, _ in ins]
     frm = [a for k, a in ins if k == "FROM"]
-    assert len(frm) == 1 and re.fullmatch(r"python:3\.\d+-slim-\w+", frm[0])
+    base = [a for k, a in ins[:kinds.index("FROM")] if k == "ARG"]  # the base image is a build argument
+    assert len(frm) == 1 and frm[0] == "${BASE_IMAGE}"
+    assert len(base) == 1 and re.fullmatch(r"BASE_IMAGE=python:3\.\d+-slim-\w+", base[0])
     user = [a for k, a in ins if k == "USER"]
     assert user and user[-1].split(":")[0] not in ("root", "0")
     assert kinds.index("USER") > max(i for i, k in enumerate(kinds) if k == "RUN")  # nothing runs as root after
