@@ -24,8 +24,9 @@ ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL
 ARG PIP_INDEX_URL
 # PIP_FIND_LINKS: a folder of wheels mounted into the build (buildah bud -v /opt/wheels:/opt/wheels:ro), e.g. a
-# local torch build; unset = none.
+# local torch build; unset = none. PIP_CERT: a CA bundle mounted into the build, for a TLS-inspecting proxy.
 ARG PIP_FIND_LINKS
+ARG PIP_CERT
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -48,6 +49,7 @@ WORKDIR /opt/gptoss
 RUN python3 -m venv /opt/venv
 
 RUN if [ -z "${PIP_FIND_LINKS:-}" ]; then unset PIP_FIND_LINKS; fi \
+    && if [ -z "${PIP_CERT:-}" ]; then unset PIP_CERT; fi \
     && if [ -n "${TORCH_INDEX_URL:-}" ]; then export PIP_INDEX_URL="$TORCH_INDEX_URL"; \
     elif [ -z "${PIP_INDEX_URL:-}" ]; then unset PIP_INDEX_URL; fi \
     && pip install --no-cache-dir "torch==${TORCH_VERSION}"
@@ -58,6 +60,7 @@ COPY gptoss_cli ./gptoss_cli
 # hadolint ignore=DL3013
 RUN if [ -z "${PIP_INDEX_URL:-}" ]; then unset PIP_INDEX_URL; fi \
     && if [ -z "${PIP_FIND_LINKS:-}" ]; then unset PIP_FIND_LINKS; fi \
+    && if [ -z "${PIP_CERT:-}" ]; then unset PIP_CERT; fi \
     && pip install --no-cache-dir ".[serve]" \
     && gptoss --version
 

@@ -51,12 +51,14 @@ fi
 echo "image: buildah bud (BASE_IMAGE=$base, torch from $wheels)" >&2
 mounts=()
 [ -d "$wheels" ] && mounts=(-v "$wheels:/wheels:ro" --build-arg PIP_FIND_LINKS=/wheels)
+ca="${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}"  # this host's CA bundle (a TLS-inspecting proxy's CA too)
+[ -f "$ca" ] && mounts+=(-v "$ca:/host-ca.crt:ro" --build-arg PIP_CERT=/host-ca.crt)
 buildah bud --isolation chroot --layers=false -f Dockerfile -t "$tag" --build-arg BASE_IMAGE="$base" \
   "${mounts[@]}" ${PIP_INDEX_URL:+--build-arg PIP_INDEX_URL="$PIP_INDEX_URL"} . >"$work/build.log" 2>&1 \
   || { tail -20 "$work/build.log" >&2; echo "image: FAIL: the build failed (log: $work/build.log)" >&2; exit 1; }
 
 # The image's command (ENTRYPOINT + CMD), on our port: the demo model's DEST mounted read-only at /models.
-read -r -a cmd < <(buildah inspect --type image --format '{{range .OCIv1.Config.Entrypoint}}{{.}} {{end}}{{range .OCIv1.Config.Cmd}}{{.}} {{end}}' "$tag")
+read -r -a cmd < <(buildah inspect --type image --format '{{range .OCIv1.Config.Entrypoint}}{{.}} {{end}}{{range .OCIv1.Config.Cmd}}{{.}} {{end}}' "$tag"; echo)
 cmd=("${cmd[@]/8000/$port}")
 ctr=$(buildah from "$tag")
 buildah config --env GPTOSS_API_KEY="$key" "$ctr"
