@@ -209,3 +209,30 @@ def test_documented_bundle_and_service_flags_exist() -> None:
             known = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}
             for flag in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", re.split(r" #|&&|\|", rest)[0]):
                 assert flag in known or flag in ("--json",), f"{doc}: gptoss {group} {name} … {flag}"
+
+
+def test_kernels_and_osv_travel_and_no_git_credential_does(tmp_path: Path, dest: Path, wheel_dir: Path) -> None:
+    from tests.osv_fixtures import write_export_zip
+
+    kernels = tmp_path / "hf-cache" / "hub" / "models--kernels-community--gpt-oss-triton-kernels"
+    (kernels / "snapshots" / "abc").mkdir(parents=True)
+    (kernels / "snapshots" / "abc" / "kernel.py").write_text("# kernel\n")
+    osv = write_export_zip(tmp_path / "all.zip")
+    config = dest / "code" / ".git" / "config"
+    config.write_text(config.read_text() + '[remote "mirror"]\n\turl = https://bob:s3cr3t-tok@example.com/x.git\n')
+    res = _create(tmp_path / "b", dest, wheel_dir, "--kernels", str(tmp_path / "hf-cache"), "--osv-db", str(osv))
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["parts"]["osv"] == "osv/all.zip" and doc["parts"]["kernels"] == {"files": 1}
+    assert not [p for p in (tmp_path / "b").rglob("*") if p.is_file() and b"s3cr3t-tok" in p.read_bytes()]
+    assert "s3cr3t-tok" in config.read_text()  # DEST itself is left as it was
+    target = tmp_path / "target"
+    ok = runner.invoke(app, ["bundle", "install", str(tmp_path / "b"), "--dest", str(target), "--no-pip"])
+    assert ok.exit_code == 0, ok.output
+    assert (target / "kernels" / kernels.relative_to(tmp_path / "hf-cache") / "snapshots" / "abc" / "kernel.py"
+            ).read_text() == "# kernel\n"
+    assert (target / "osv" / "all.zip").read_bytes() == osv.read_bytes()
+    (tmp_path / "req.txt").write_text("requests==2.0.0\n")
+    audit = runner.invoke(app, ["--json", "audit", "-r", str(tmp_path / "req.txt"), "--osv-db",
+                                str(target / "osv" / "all.zip")])
+    assert audit.exit_code in (0, 1), audit.output  # the carried snapshot is what an offline audit reads

@@ -109,8 +109,9 @@ def _place(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _place_tree(src: Path, dst: Path) -> int:
-    """Every regular file under ``src`` at the same place under ``dst``; symlinks are refused."""
+def _place_tree(src: Path, dst: Path, scrub: bool = False) -> int:
+    """Every regular file under ``src`` at the same place under ``dst``; symlinks are refused. ``scrub``: text
+    files outside ``objects/`` (a git folder's config, FETCH_HEAD, reflogs) lose any ``user:token@`` in URLs."""
     count = 0
     for dirpath, _dirs, names in os.walk(src):
         (dst / Path(dirpath).relative_to(src)).mkdir(parents=True, exist_ok=True)  # git needs its empty refs/
@@ -118,9 +119,32 @@ def _place_tree(src: Path, dst: Path) -> int:
             path = Path(dirpath) / name
             if path.is_symlink():
                 raise UsageError(f"{path} is a symlink: a bundle carries only regular files")
-            _place(path, dst / path.relative_to(src))
+            rel = path.relative_to(src)
+            if scrub and rel.parts[0] != "objects" and _scrubbed_copy(path, dst / rel):
+                count += 1
+                continue
+            _place(path, dst / rel)
             count += 1
     return count
+
+
+def _scrubbed_copy(path: Path, dst: Path) -> bool:
+    """Write ``path`` to ``dst`` without URL credentials if it has any (True), else leave it to the caller."""
+    from gptoss_cli.redact import scrub_userinfo
+
+    if path.stat().st_size > 1024 * 1024:
+        return False
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    clean = scrub_userinfo(text)
+    if clean == text:
+        return False
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(clean, encoding="utf-8")
+    return True
 
 
 def stage_dest(dest: Path, staging: Path, log: Log) -> tuple[dict, dict[str, str]]:
@@ -141,7 +165,7 @@ def stage_dest(dest: Path, staging: Path, log: Log) -> tuple[dict, dict[str, str
         known[f"dest/{MODEL_DIRNAME}/{entry.path}"] = entry.sha256
     git_files = 0
     if lock.code is not None and (dest / CODE_DIRNAME / ".git").is_dir():
-        git_files = _place_tree(dest / CODE_DIRNAME / ".git", staging / "dest" / CODE_DIRNAME / ".git")
+        git_files = _place_tree(dest / CODE_DIRNAME / ".git", staging / "dest" / CODE_DIRNAME / ".git", scrub=True)
     summary = {"model": lock.model.repo_id if lock.model else None,
                "model_commit": lock.model.commit if lock.model else None,
                "code_commit": lock.code.commit if lock.code else None,
@@ -160,7 +184,7 @@ def _stage_extras(options: BundleOptions, staging: Path, vocab: Path) -> dict:
     if options.osv_db is not None:
         from gptoss_cli.audit.osv_local import load_osv_db
 
-        load_osv_db(options.osv_db)  # refuses what `gptoss audit --osv-db` could not read
+        load_osv_db(options.osv_db).close()  # refuses what `gptoss audit --osv-db` could not read
         name = options.osv_db.name
         if options.osv_db.is_dir():
             _place_tree(options.osv_db, staging / "osv" / name)
