@@ -8,7 +8,8 @@
 # Weights are NOT in the image: run `gptoss fetch` on the host and mount its destination folder read-only at
 # /models (the model is /models/model, its lock file /models/gptoss.lock.json). The API key comes from the
 # environment (GPTOSS_API_KEY), never from the image. See compose.yaml and docs/deploy-with-dify.md.
-# This image is linted in CI (hadolint) but not built there; scripts/image_test.sh builds and runs it with buildah.
+# CI lints this file (hadolint), and scripts/image_test.sh builds it with buildah (CPU torch, no Docker) and runs it
+# against the demo model; the CUDA build is not made in CI.
 #
 # BASE_IMAGE: any Debian/Ubuntu-like image with python3 (>= 3.11) and its venv module, e.g. a local base made from
 # Debian packages where no registry is reachable (scripts/image_test.sh makes one with debootstrap).

@@ -17,6 +17,7 @@ skip() { echo "skip: $*" >&2; exit 77; }
 command -v buildah >/dev/null || skip "buildah not installed (apt-get install buildah)"
 
 work="${GPTOSS_IMAGE_WORK:-$(mktemp -d /tmp/gptoss-image.XXXXXX)}"
+mkdir -p "$work"
 tag="localhost/gptoss:image-test"
 base="${GPTOSS_BASE_IMAGE:-}"
 wheels="${GPTOSS_WHEELS:-/opt/wheels}"
@@ -48,6 +49,10 @@ if [ -z "$base" ]; then
   fi
 fi
 
+probe="$work/probe"  # the build installs from the package index: without one there is nothing to test
+PIP_CERT="${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}" timeout 120 python3 -m pip download --quiet --no-deps \
+  --only-binary=:all: -d "$probe" fastapi >/dev/null 2>&1 || skip "the package index is not reachable (the build needs it)"
+rm -rf "$probe"
 echo "image: buildah bud (BASE_IMAGE=$base, torch from $wheels)" >&2
 mounts=()
 [ -d "$wheels" ] && mounts=(-v "$wheels:/wheels:ro" --build-arg PIP_FIND_LINKS=/wheels)
@@ -101,3 +106,4 @@ except urllib.error.HTTPError as exc:
 print("image: /ready 200, chat completion", json.dumps(doc["choices"][0]["message"])[:120], file=sys.stderr)
 EOF
 echo "image: ok ($tag: non-root uid $uid, read-only /models, /ready, chat completion, 401 without the key)" >&2
+[ -n "${GPTOSS_IMAGE_WORK:-}" ] || rm -rf "$work"  # logs are kept only when the run failed or you named the folder

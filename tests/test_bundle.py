@@ -177,16 +177,20 @@ def test_pip_download_asks_for_the_serve_extra_and_pinned_torch_for_the_target(m
             (Path(args[args.index("-w") + 1]) / "gptoss_cli-0.1.0-py3-none-any.whl").write_bytes(b"")
 
     monkeypatch.setattr(bundle_wheels, "pip", fake_pip)
+    monkeypatch.setattr(bundle_wheels, "check_complete", lambda *a: calls.append(["check"]))
     monkeypatch.setattr("gptoss_cli.__version__", "0.1.0")
     options = BundleOptions(out=tmp_path / "o", dest=tmp_path, python_version="3.11",
                             platforms=("manylinux_2_28_x86_64",))
     reqs = bundle_wheels.requirements("0.1.0", serve=True, torch=options.torch)
     assert reqs == ("gptoss-cli[serve]==0.1.0", "torch==2.13.0")
     bundle_wheels.collect(options, reqs, tmp_path / "wheels", lambda _m: None)
-    download = calls[-1]
+    download = calls[-2]
+    assert calls[-1] == ["check"]
     assert download[0] == "download" and "--only-binary=:all:" in download
     assert download[download.index("--python-version") + 1] == "3.11"
-    assert download[download.index("--platform") + 1] == "manylinux_2_28_x86_64"
+    platforms = [download[i + 1] for i, a in enumerate(download) if a == "--platform"]
+    assert platforms[0] == "manylinux_2_28_x86_64" and "manylinux_2_17_x86_64" in platforms
+    assert "manylinux2014_x86_64" in platforms and "manylinux_2_29_x86_64" not in platforms
     assert download[-2].endswith("gptoss_cli-0.1.0-py3-none-any.whl[serve]") and download[-1] == "torch==2.13.0"
     for torch in ("torch", "torch>=2.13", "numpy==2.0"):
         with pytest.raises(Exception, match="pin torch"):
@@ -236,3 +240,28 @@ def test_kernels_and_osv_travel_and_no_git_credential_does(tmp_path: Path, dest:
     audit = runner.invoke(app, ["--json", "audit", "-r", str(tmp_path / "req.txt"), "--osv-db",
                                 str(target / "osv" / "all.zip")])
     assert audit.exit_code in (0, 1), audit.output  # the carried snapshot is what an offline audit reads
+
+
+def test_create_refuses_wheels_that_do_not_cover_the_requirements(tmp_path: Path, dest: Path, wheel_dir: Path
+                                                                 ) -> None:
+    partial = tmp_path / "partial"
+    shutil.copytree(wheel_dir, partial)
+    for wheel in partial.glob("rich-*.whl"):
+        wheel.unlink()
+    res = _create(tmp_path / "b", dest, partial)
+    assert res.exit_code == 3 and "do not satisfy" in res.stderr and "rich" in res.stderr, res.output
+    assert not (tmp_path / "b").exists() and not (tmp_path / "b.partial").exists()
+    with_target = _create(tmp_path / "c", dest, wheel_dir, "--python", "3.11", "--platform", "manylinux_2_28_x86_64")
+    assert with_target.exit_code == 0, with_target.output  # the same check, for a named target
+    assert json.loads(with_target.stdout)["parts"]["wheels"]
+
+
+def test_install_py_needs_only_the_standard_library() -> None:
+    import ast
+
+    from gptoss_cli.bundle import standalone
+
+    tree = ast.parse(Path(standalone.__file__).read_text())
+    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert names - {"__future__"} <= set(sys.stdlib_module_names), names - set(sys.stdlib_module_names)

@@ -47,6 +47,9 @@ def opened(bundle: Path, near: Path) -> Iterator[Path]:
         return
     if not bundle.is_file():
         raise UsageError(f"{bundle}: no such bundle (a folder or a .tar made by `gptoss bundle create`)")
+    if not hasattr(tarfile, "data_filter"):  # Python < 3.11.4: no safe extraction filter
+        raise CouldNotRun(f"this Python cannot unpack {bundle} safely (needs 3.11.4+)",
+                          hint="unpack it with tar yourself and install the folder")
     near.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".gptoss-bundle-", dir=near))
     try:

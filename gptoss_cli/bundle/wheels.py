@@ -6,7 +6,10 @@
   into wheels/ — torch pinned (an unpinned torch is a multi-GB CUDA build), pip's own index and config used
   (``--index-url`` / ``--find-links`` add to them);
 * or ``--wheels DIR``: the wheels are taken from DIR as they are (made with your own ``pip download``), nothing is
-  downloaded; the install proves they are complete.
+  downloaded.
+
+Either way :func:`check_complete` then runs ``pip install --dry-run --no-index --find-links wheels/`` for the target
+(pip's config set aside, as the installer does): a wheel missing for the offline machine is found here, not there.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ def target(options: "BundleOptions") -> Optional[dict]:
 
 
 def target_args(options: "BundleOptions") -> list[str]:
-    """pip's target flags: ``--python-version`` / ``--platform`` (binary wheels only, then)."""
+    """pip's target flags: ``--python-version`` / ``--platform`` (pip needs ``--only-binary=:all:`` with them)."""
     args: list[str] = []
     if options.python_version is not None:
         digits = options.python_version.replace(".", "")
@@ -56,11 +59,30 @@ def target_args(options: "BundleOptions") -> list[str]:
             raise UsageError(f"--python {options.python_version!r} is not a Python version (e.g. 3.11)")
         args += ["--python-version", options.python_version, "--implementation", "cp", "--abi", f"cp{digits}",
                  "--abi", "abi3", "--abi", "none"]
-    for platform in options.platforms:
+    for platform in expand_platforms(options.platforms):
         args += ["--platform", platform]
-    if args:
-        args.append("--only-binary=:all:")
     return args
+
+
+_LEGACY = {"manylinux2014": 17, "manylinux2010": 12, "manylinux1": 5}
+
+
+def expand_platforms(platforms: tuple[str, ...]) -> list[str]:
+    """Each glibc tag with every older one a machine of that glibc also runs (pip takes ``--platform`` literally):
+    ``manylinux_2_28_x86_64`` → ``manylinux_2_28_x86_64 … manylinux_2_17_x86_64 manylinux2014_x86_64 …``."""
+    import re
+
+    out: list[str] = []
+    for tag in platforms:
+        match = re.fullmatch(r"manylinux_2_(\d+)_(\w+)", tag) or re.fullmatch(r"(manylinux(?:2014|2010|1))_(\w+)", tag)
+        if match is None:
+            out.append(tag)
+            continue
+        first, arch = match.groups()
+        glibc = int(first) if first.isdigit() else _LEGACY[first]
+        out += [f"manylinux_2_{minor}_{arch}" for minor in range(glibc, 4, -1)]
+        out += [f"{name}_{arch}" for name, minor in _LEGACY.items() if minor <= glibc]
+    return list(dict.fromkeys(out))
 
 
 def _source_root() -> Optional[Path]:
@@ -131,14 +153,37 @@ def collect(options: "BundleOptions", reqs: tuple[str, ...], out: Path, log: Log
         own = gptoss_wheel(options, out, log)
         extra = "[serve]" if options.serve else ""
         wanted = [f"{own}{extra}", *reqs[1:]]
-        pip(["download", "--quiet", "-d", str(out), *target_args(options), *_index_args(options), *wanted],
-            f"downloading the wheels for {' '.join(reqs)}", log)
+        pip(["download", "--quiet", "--only-binary=:all:", "-d", str(out), *target_args(options),
+             *_index_args(options), *wanted], f"downloading the wheels for {' '.join(reqs)}", log)
     names = tuple(sorted(p.name for p in out.iterdir()))
     not_wheels = [n for n in names if not n.endswith(".whl")]
     if not_wheels:  # an sdist would need a compiler and build dependencies on the offline machine
-        raise CouldNotRun(f"pip gave source archives, not wheels: {', '.join(not_wheels)}",
-                          hint="pass --python and --platform (binary wheels only) or build those wheels yourself")
+        raise UsageError(f"--wheels holds files that are not wheels: {', '.join(not_wheels)}",
+                         hint="a bundle carries wheels only: build those with pip wheel")
+    check_complete(options, reqs, out, log)
     return names
 
 
-__all__ = ["collect", "gptoss_wheel", "requirements", "target", "target_args"]
+def check_complete(options: "BundleOptions", reqs: tuple[str, ...], out: Path, log: Log) -> None:
+    """Prove now, with the installer's own pip flags, that ``out`` alone satisfies ``reqs`` for the target."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="gptoss-bundle-check-") as tmp:
+        req_file = Path(tmp) / "requirements.txt"
+        req_file.write_text("\n".join(reqs) + "\n", encoding="utf-8")
+        target = ["--only-binary=:all:", *target_args(options), "--target", str(Path(tmp) / "t")] \
+            if target_args(options) else ["--ignore-installed"]
+        argv = [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--no-index", "--find-links",
+                str(out), *target, "-r", str(req_file)]
+        log("bundle: checking that the wheels alone satisfy " + " ".join(reqs))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+        env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1")
+        done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    if done.returncode != 0:
+        tail = " | ".join(line for line in done.stdout.strip().splitlines()[-3:])
+        raise CouldNotRun(f"the bundle's wheels do not satisfy {' '.join(reqs)} without an index: {tail}",
+                          hint="add the missing wheels to --wheels (or let bundle create download them)")
+
+
+__all__ = ["check_complete", "collect", "gptoss_wheel", "requirements", "target", "target_args"]
