@@ -8,9 +8,14 @@
 # Weights are NOT in the image: run `gptoss fetch` on the host and mount its destination folder read-only at
 # /models (the model is /models/model, its lock file /models/gptoss.lock.json). The API key comes from the
 # environment (GPTOSS_API_KEY), never from the image. See compose.yaml and docs/deploy-with-dify.md.
-# This image is linted in CI (hadolint) but not built there.
+# CI lints this file (hadolint), and scripts/image_test.sh builds it with buildah (CPU torch, no Docker) and runs it
+# against the demo model; the CUDA build is not made in CI.
+#
+# BASE_IMAGE: any Debian/Ubuntu-like image with python3 (>= 3.11) and its venv module, e.g. a local base made from
+# Debian packages where no registry is reachable (scripts/image_test.sh makes one with debootstrap).
+ARG BASE_IMAGE=python:3.11-slim-bookworm
 
-FROM python:3.11-slim-bookworm
+FROM ${BASE_IMAGE}
 
 # torch is pinned and installed on its own: an unpinned torch would pull whatever CUDA build is newest.
 # TORCH_INDEX_URL picks the build: unset = pip's index (PyPI's Linux x86_64 wheel is the CUDA build),
@@ -19,6 +24,10 @@ FROM python:3.11-slim-bookworm
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL
 ARG PIP_INDEX_URL
+# PIP_FIND_LINKS: a folder of wheels mounted into the build (buildah bud -v /opt/wheels:/opt/wheels:ro), e.g. a
+# local torch build; unset = none. PIP_CERT: a CA bundle mounted into the build, for a TLS-inspecting proxy.
+ARG PIP_FIND_LINKS
+ARG PIP_CERT
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -27,7 +36,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TRANSFORMERS_OFFLINE=1 \
     HF_HUB_DISABLE_TELEMETRY=1 \
     GPTOSS_HOME=/var/lib/gptoss \
-    HF_HOME=/var/lib/gptoss/hf
+    HF_HOME=/var/lib/gptoss/hf \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
 
 RUN groupadd --system --gid 10001 gptoss \
     && useradd --system --uid 10001 --gid gptoss --home-dir /var/lib/gptoss --create-home \
@@ -35,7 +46,12 @@ RUN groupadd --system --gid 10001 gptoss \
 
 WORKDIR /opt/gptoss
 
-RUN if [ -n "${TORCH_INDEX_URL:-}" ]; then export PIP_INDEX_URL="$TORCH_INDEX_URL"; \
+# A virtual environment: the same on python:*-slim and on a Debian base (whose system Python refuses pip, PEP 668).
+RUN python3 -m venv /opt/venv
+
+RUN if [ -z "${PIP_FIND_LINKS:-}" ]; then unset PIP_FIND_LINKS; fi \
+    && if [ -z "${PIP_CERT:-}" ]; then unset PIP_CERT; fi \
+    && if [ -n "${TORCH_INDEX_URL:-}" ]; then export PIP_INDEX_URL="$TORCH_INDEX_URL"; \
     elif [ -z "${PIP_INDEX_URL:-}" ]; then unset PIP_INDEX_URL; fi \
     && pip install --no-cache-dir "torch==${TORCH_VERSION}"
 
@@ -44,6 +60,8 @@ COPY gptoss_cli ./gptoss_cli
 # The package is installed from this folder; its dependencies carry version bounds in pyproject.toml.
 # hadolint ignore=DL3013
 RUN if [ -z "${PIP_INDEX_URL:-}" ]; then unset PIP_INDEX_URL; fi \
+    && if [ -z "${PIP_FIND_LINKS:-}" ]; then unset PIP_FIND_LINKS; fi \
+    && if [ -z "${PIP_CERT:-}" ]; then unset PIP_CERT; fi \
     && pip install --no-cache-dir ".[serve]" \
     && gptoss --version
 

@@ -31,7 +31,9 @@ COMMANDS: dict[str, str] = {
     "fetch": "gptoss_cli.cli.fetch:fetch",
     "verify": "gptoss_cli.cli.verify:verify",
     "serve": "gptoss_cli.cli.serve:serve",
+    "service": "gptoss_cli.cli.service:app",
     "audit": "gptoss_cli.cli.audit:audit",
+    "bundle": "gptoss_cli.cli.bundle:app",
     "dify-register": "gptoss_cli.cli.dify:dify_register",
     "config": "gptoss_cli.cli.config_cmd:app",
 }
