@@ -268,3 +268,30 @@ def test_install_py_needs_only_the_standard_library() -> None:
     names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert names - {"__future__"} <= set(sys.stdlib_module_names), names - set(sys.stdlib_module_names)
+
+
+def test_up_imports_a_bundle_then_skips_it_and_refuses_a_tampered_one(bundle: Path, tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    """``gptoss up --bundle``: the fetch stage imports DEST from the bundle (hashes first, no pip: the software is
+    installed here), verify re-hashes it; a second run skips the import and says it verified the files."""
+    monkeypatch.chdir(tmp_path)
+    target = tmp_path / "air-gapped" / "gpt-oss"
+    args = ["--json", "up", "--bundle", str(bundle), "--dest", str(target), "--no-audit", "--no-serve",
+            "--no-register"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    stages = {s["name"]: s for s in json.loads(first.stdout)["stages"]}
+    assert stages["fetch"]["status"] == "done" and "imported the bundle" in stages["fetch"]["summary"]
+    assert stages["verify"]["status"] in ("done", "skipped")
+    assert read_lock(target / "gptoss.lock.json").files == read_lock(bundle / "dest" / "gptoss.lock.json").files
+    second = runner.invoke(app, args)
+    assert second.exit_code == 0, second.output
+    fetch = {s["name"]: s for s in json.loads(second.stdout)["stages"]}["fetch"]
+    assert fetch["status"] == "skipped" and "verified" in fetch["summary"]
+    shard = next((bundle / "dest" / "model").glob("*.safetensors"))
+    shard.write_bytes(shard.read_bytes()[:-1] + b"\x00")  # one byte changed in the carried copy
+    fresh = tmp_path / "elsewhere" / "gpt-oss"
+    bad = runner.invoke(app, ["--json", "up", "--bundle", str(bundle), "--dest", str(fresh), "--no-audit",
+                              "--no-serve", "--no-register"])
+    assert bad.exit_code == 1, bad.output
+    assert not (fresh / "model").exists() or not any((fresh / "model").glob("*.safetensors"))

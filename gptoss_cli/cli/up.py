@@ -55,6 +55,8 @@ def up(
     lock: Annotated[Optional[Path], _Opt("--lock", help="A pinned lock to fetch and verify against.")] = None,
     from_dir: Annotated[Optional[Path], _Opt("--from-dir", help="Import an offline copy instead of downloading.")
                         ] = None,
+    bundle: Annotated[Optional[Path], _Opt("--bundle", help="Import DEST from a `gptoss bundle` (folder or tar; "
+                                           "every hash checked first) instead of downloading.")] = None,
     osv_url: Annotated[_Str, _Opt("--osv-url", help="OSV-compatible query URL for the audit.")] = None,
     osv_db: Annotated[Optional[Path], _Opt("--osv-db", help="Air-gapped audit: a local OSV export.")] = None,
     host: Annotated[_Str, _Opt("--host", help="Address the server listens on. (default: 127.0.0.1)")] = None,
@@ -94,8 +96,10 @@ def up(
         "dify.password_env": password_env, "dify.admin_api_key_env": admin_api_key_env,
         "dify.workspace_id": workspace_id, "dify.set_default": set_default,
     })
+    if bundle is not None and from_dir is not None:
+        raise UsageError("give either --bundle or --from-dir, not both")
     plan = build_plan(ctx, settings, from_dir=from_dir, no_verify=no_verify, no_serve=no_serve,
-                      dry_run=dry_run, log=lambda m: out.info(f"gptoss: {m}"))
+                      dry_run=dry_run, log=lambda m: out.info(f"gptoss: {m}"), bundle=bundle)
     if dry_run:
         from gptoss_cli.up import UpResult
 
@@ -213,7 +217,7 @@ def _render(console: Any, stages: Any, out: Output) -> None:
 
 
 def build_plan(ctx: typer.Context, s: Settings, *, from_dir: Optional[Path], no_verify: bool, no_serve: bool,
-               dry_run: bool, log: Any) -> "UpPlan":
+               dry_run: bool, log: Any, bundle: Optional[Path] = None) -> "UpPlan":
     """Settings → the explicit plan; every option is checked here, before anything slow (exit 2)."""
     from gptoss_cli.cli.fetch import build_options
     from gptoss_cli.up import UpPlan
@@ -226,7 +230,17 @@ def build_plan(ctx: typer.Context, s: Settings, *, from_dir: Optional[Path], no_
            if not s.get("dify.url") else "nothing served (--no-serve) and no dify.endpoint_url")
     return UpPlan(register_off=off, dest=dest, fetch=fetch, verify=not no_verify, verify_jobs=int(s["verify.jobs"]),
                   audit=_audit_request(s, dest) if s["up.audit"] else None,
-                  audit_max_age_s=float(s["up.audit_max_age"]) * 3600, serve=serve, register=register)
+                  audit_max_age_s=float(s["up.audit_max_age"]) * 3600, serve=serve, register=register,
+                  bundle=_bundle_path(bundle))
+
+
+def _bundle_path(bundle: Optional[Path]) -> Optional[Path]:
+    if bundle is None:
+        return None
+    bundle = bundle.expanduser()
+    if not bundle.exists():
+        raise UsageError(f"bundle {bundle} does not exist", hint="make one with `gptoss bundle create OUT`")
+    return bundle
 
 
 def _audit_request(s: Settings, dest: Path) -> Any:

@@ -56,16 +56,19 @@ class UpPlan:
     serve: Optional[ServeLaunch] = None
     register: Optional[RegisterPlan] = None
     register_off: str = "--no-register"  # why register is off, when it is
+    bundle: Optional[Path] = None  # --bundle: import DEST from a `gptoss bundle` (every hash checked first)
 
     def describe(self) -> tuple["StageResult", ...]:
         """The plan as ``planned`` / ``off`` stage results (``--dry-run``)."""
         f = self.fetch
         parts = []
-        if f.from_dir is not None:
+        if self.bundle is not None:
+            parts.append(f"import the bundle {self.bundle} (every file's hash checked first)")
+        elif f.from_dir is not None:
             parts.append(f"import {f.from_dir}")
-        if f.code is not None:
+        if f.code is not None and self.bundle is None:
             parts.append(f"code {f.code.url}" + (f" @ {f.code.ref}" if f.code.ref else ""))
-        if f.weights is not None and f.from_dir is None:
+        if f.weights is not None and f.from_dir is None and self.bundle is None:
             parts.append(f"weights {f.weights.repo_id}@{f.weights.revision} from {f.weights.endpoint}")
         out = [_planned("fetch", "skip if DEST's lock matches and its files verify, else " + "; ".join(parts),
                         {"dest": str(self.dest)})]

@@ -121,12 +121,12 @@ def fetch_check(plan: UpPlan, progress: Any = None) -> tuple[bool, str, Any]:
     except LockError as exc:
         return False, exc.message, None
     w = f.weights
-    if w is not None and f.from_dir is None:
+    if w is not None and f.from_dir is None and plan.bundle is None:  # an import brings its own lock
         if lock.model is None or lock.model.repo_id != w.repo_id:
             return False, f"the lock has {lock.model.repo_id if lock.model else 'no model'}, not {w.repo_id}", None
         if _is_sha(w.revision) and lock.model.commit != w.revision:
             return False, f"the lock pins {lock.model.commit[:12]}, not {w.revision[:12]}", None
-    if f.code is not None:
+    if f.code is not None and plan.bundle is None:
         if lock.code is None or not (dest / "code").is_dir():
             return False, "no code checkout in DEST", None
         moved = _is_sha(f.code.ref) and f.code.ref != lock.code.commit
@@ -175,11 +175,27 @@ def _fetch(run: _Run) -> StageResult:
         lock = _lock_summary(plan.dest)
         return StageResult("fetch", SKIPPED, why, data={**lock, "verified": verified is not None})
     run.hooks.log(f"fetch: {why}")
+    if plan.bundle is not None:
+        return _import_bundle(run, why)
     result = fetch(plan.fetch, run.hooks.fetch() if run.hooks.fetch else Hooks())
     run.fetched = True
     rec = records.fetch_record(result)
     run.remember(rec)
     return StageResult("fetch", DONE, rec.summary, data={**rec.data, "reason": why})
+
+
+def _import_bundle(run: _Run, why: str) -> StageResult:
+    """``--bundle``: check every file of the bundle, then import its DEST (the software is already installed here:
+    no pip); the verify stage then re-hashes the imported model against the bundle's lock."""
+    from gptoss_cli.bundle import install_bundle
+
+    plan = run.plan
+    assert plan.bundle is not None
+    done = install_bundle(plan.bundle, plan.dest, skip_pip=True, log=run.hooks.log)
+    run.fetched = True
+    summary = f"imported the bundle {plan.bundle} ({done.files_checked} files checked)"
+    return StageResult("fetch", DONE, summary, data={**_lock_summary(plan.dest), "bundle": str(plan.bundle),
+                                                     "files_checked": done.files_checked, "reason": why})
 
 
 def _lock_summary(dest: Path) -> dict[str, Any]:
