@@ -224,7 +224,7 @@ def _term(table: dict[str, Any], index: int, lines: _Lines) -> tuple[Term, Keywo
         raise PolicyError("every term needs a preferred term (a non-empty string)", where("preferred"))
     named = f"term {preferred!r}"
     _known(table, _TERM_KEYS, lines, "terms", index, named)
-    term_id = table.get("id", f"term:{preferred}")
+    term_id = table.get("id", "term:" + "_".join(preferred.split()))
     if "id" in table and (not isinstance(term_id, str) or not _ID.match(term_id)):
         raise PolicyError(f"{named}: id must be 1-64 letters, digits, '.', '_', ':' or '-'", where("id"))
     variants = _strings(table.get("variants"), named, "variants", where)
