@@ -134,7 +134,7 @@ def serve(
         "serve.kv_cache_memory": kv_cache_memory, "serve.request_timeout": request_timeout,
         "serve.drain_timeout": drain_timeout, "serve.cache_url": cache_url, "serve.cache": cache,
         "serve.log_format": log_format, "serve.log_prompts": log_prompts, "serve.engine": engine_kind,
-        "serve.policy": str(policy) if policy is not None else None,
+        "serve.policy": policy,
         "serve.upstream_url": upstream_url, "serve.upstream_api_key_env": upstream_api_key_env,
         "serve.upstream_model": upstream_model, "serve.tensor_parallel_size": tensor_parallel_size,
         "serve.pipeline_parallel_size": pipeline_parallel_size,

@@ -12,6 +12,7 @@ import ipaddress
 import math
 import re
 from datetime import date
+from pathlib import PurePath
 from typing import Any, Callable
 
 from gptoss_cli.errors import UsageError
@@ -216,7 +217,7 @@ def check_serve_options(settings: Any, engine: str) -> list[str]:
         value = settings[key]
         issue = problem(field, value)
         if issue is not None:
-            shown = "''" if value == "" else repr(value)
+            shown = "''" if value == "" else repr(str(value) if isinstance(value, PurePath) else value)
             raise UsageError(f"{_where(settings, key)} {issue}, got {shown}")
     warnings = []
     if settings["serve.dtype"] == "float16":
