@@ -165,3 +165,19 @@ def test_without_a_policy_nothing_changes():
         r = chat(client, f"身份证{ID_X}")
     assert r.status_code == 200 and EMAIL in r.json()["choices"][0]["message"]["content"]
     assert ID_X in prompt_of(engine)
+
+
+def test_without_a_policy_the_policy_code_is_not_even_loaded():
+    """Policy off costs nothing: a request through the real app imports no module of serve/policy/."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("from tests.serve_fixtures import scripted, ready_client\nimport sys\napp, _ = scripted()\n"
+            "with ready_client(app) as c:\n    assert c.post('/v1/chat/completions', json={'messages': "
+            "[{'role': 'user', 'content': 'hi'}]}).status_code == 200\n"
+            "print(sorted(m for m in sys.modules if m.startswith('gptoss_cli.serve.policy')))\n")
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

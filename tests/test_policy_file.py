@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -79,3 +82,30 @@ def test_serve_checks_the_policy_file_first_exit_2(tmp_path):
     assert "line 5" in lines[0] and "unknown detector 'fax'" in lines[0] and "--policy" in lines[0]
     r = CliRunner().invoke(app, ["serve", "--demo", "--policy", str(tmp_path / "none.toml")], catch_exceptions=False)
     assert r.exit_code == 2 and "cannot read" in r.stderr
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _toml_after(path: Path, heading: str) -> str:
+    text = path.read_text(encoding="utf-8")
+    section = text[text.index(heading):]
+    return re.search(r"```toml\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.mark.parametrize("doc,heading,answer,shown", [
+    ("README.md", "## Policy:", "已记录：zhang@example.cn，诊断为心梗（heart attack），病房WARD-042。",
+     "已记录：[已隐去]，诊断为心肌梗死（myocardial infarction），病房WARD-***。"),
+    ("docs/deploy-with-dify.zh-CN.md", "## 11.", "已记录：zhang@example.cn，诊断为心梗。", "已记录：[已隐去]，诊断为心肌梗死。"),
+    ("docs/deploy-with-dify.md", "## 11.", "已记录：zhang@example.cn，诊断为心梗。", "已记录：[已隐去]，诊断为心肌梗死。"),
+])
+def test_the_documented_hospital_policy_does_what_the_docs_say(doc, heading, answer, shown):
+    from gptoss_cli.serve.policy import PolicyViolation, apply_input
+    from gptoss_cli.serve.policy.redact import rewrite
+
+    policy = parse_policy(_toml_after(ROOT / doc, heading))
+    assert rewrite(policy.output_rules("final"), answer, lambda rule: None) == (shown, False)
+    with pytest.raises(PolicyViolation) as info:
+        apply_input(policy, {"messages": [{"role": "user", "content": "患者身份证 11010519491231002X 的病历"}]}, "chat",
+                    lambda rule: None)
+    assert info.value.rule_id == "refuse-id-numbers"
