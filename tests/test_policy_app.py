@@ -181,3 +181,15 @@ def test_without_a_policy_the_policy_code_is_not_even_loaded():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_big_request_is_checked_too(policy):
+    """Bodies over 64 KiB are checked in a worker thread: the same rules, the same answers."""
+    app, engine = scripted(ANSWER, policy=policy)
+    engine.max_model_len = 10**6  # one token per byte: the filler is ~200k tokens
+    filler = "普通的病历文字。" * 9000
+    with ready_client(app) as client:
+        ok = chat(client, filler + f"电话 {PHONE}", max_tokens=50)
+        refused = chat(client, filler + ID_X)
+    assert ok.status_code == 200 and PHONE not in prompt_of(engine) and "电话 [联系方式]" in prompt_of(engine)
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "policy_violation"

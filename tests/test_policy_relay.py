@@ -47,6 +47,10 @@ action = "redact"
 keywords = ["capital"]
 channels = ["reasoning"]
 replacement = "***"
+
+[[terms]]
+preferred = "Lutetia"
+variants = ["Lutèce"]
 '''
 
 
@@ -81,7 +85,9 @@ def test_input_rules_before_the_upstream(base: str, fake: FakeUpstream) -> None:
     r = ask(base, f"Call me on {PHONE}, capital of France?", temperature=0.3)
     assert r.status_code == 200
     sent = fake.requests[-1]["body"]
-    assert sent["messages"][0]["content"] == "Call me on [PHONE], capital of France?"
+    assert sent["messages"][0] == {"role": "system", "content": "# Terminology\nAlways write the preferred term; never "
+                                   "write the variants listed after it.\n- Lutetia (not: Lutèce)"}
+    assert sent["messages"][1]["content"] == "Call me on [PHONE], capital of France?"
     assert sent["temperature"] == 0.3  # the rest of the client's JSON goes on as it came
 
 

@@ -9,6 +9,7 @@ labelled with the rule, its action and the API key's name (``-`` without named k
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -16,6 +17,8 @@ from gptoss_cli.serve.generation.record import current_record
 from gptoss_cli.serve.openai.fronts import front_for
 from gptoss_cli.serve.openai.sse import EventStream
 from gptoss_cli.serve.openai.state import ServerState
+
+_THREAD_BYTES = 64 * 1024
 
 
 async def chat(server: ServerState, body: Any, request: Any) -> Any:
@@ -37,7 +40,10 @@ async def _guarded(server: ServerState, kind: str, body: Any, request: Any) -> A
     hits = Hits(server)
     if policy.has_input:
         raw = await request.json()
-        rewritten = apply_input(policy, raw, kind, hits)
+        if len(await request.body()) > _THREAD_BYTES:  # a big body is checked off the loop (others keep streaming)
+            rewritten = await asyncio.to_thread(apply_input, policy, raw, kind, hits)
+        else:
+            rewritten = apply_input(policy, raw, kind, hits)
         if rewritten is not None:
             body = type(body).model_validate(rewritten)
             request = _Rewritten(request, rewritten)

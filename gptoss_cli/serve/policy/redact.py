@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 from gptoss_cli.serve.policy.model import Rule
 
 CONTEXT = 16  # characters of already-final text kept for lookbehinds (Python's are fixed-width and short)
+_UNKNOWN = object()
 
 
 class StreamRedactor:
@@ -50,8 +51,9 @@ class StreamRedactor:
         offset = len(self._context)
         out: list[str] = []
         pos = 0
+        ahead: list[Any] = [_UNKNOWN] * len(self._pairs)  # each matcher's next match: searched again only when passed
         while True:
-            found = self._next(text, offset + pos)
+            found = self._next(text, offset + pos, ahead)
             if found is None or found[0] - offset >= limit:
                 break
             start, end, replacement, rule = found
@@ -74,10 +76,15 @@ class StreamRedactor:
         self.held = buf[cut:]
         return "".join(out)
 
-    def _next(self, text: str, pos: int) -> tuple[int, int, Any, Rule] | None:
+    def _next(self, text: str, pos: int, ahead: list[Any]) -> tuple[int, int, Any, Rule] | None:
+        """The earliest match at ``pos`` or later (then the longest, then the first rule). ``ahead`` keeps what each
+        matcher found before: a match still ahead of ``pos`` is still its next one, and a matcher that found nothing
+        finds nothing later either, so a text is searched once per matcher, not once per match."""
         best: tuple[int, int, Any, Rule] | None = None
-        for rule, matcher in self._pairs:
-            found = matcher.find(text, pos)
+        for i, (rule, matcher) in enumerate(self._pairs):
+            found = ahead[i]
+            if found is _UNKNOWN or (found is not None and found[0] < pos):
+                found = ahead[i] = matcher.find(text, pos)
             if found is None:
                 continue
             if best is None or found[0] < best[0] or (found[0] == best[0] and found[1] > best[1]):
