@@ -193,3 +193,28 @@ def test_a_big_request_is_checked_too(policy):
         refused = chat(client, filler + ID_X)
     assert ok.status_code == 200 and PHONE not in prompt_of(engine) and "电话 [联系方式]" in prompt_of(engine)
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "policy_violation"
+
+
+REASONING_STOP = ("<|channel|>analysis<|message|>想一想猎鹰计划的内容。<|end|><|start|>assistant<|channel|>final"
+                  "<|message|>这是回答。<|return|>")
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}),
+    ("/v1/completions", {"prompt": "hi"}),
+])
+def test_a_stop_in_the_reasoning_drops_the_answer_after_it(policy, path, body):
+    app, _ = scripted(REASONING_STOP, REASONING_STOP, policy=policy)
+    with ready_client(app) as client:
+        whole = client.post(path, json=body).json()["choices"][0]
+        r = client.post(path, json={**body, "stream": True})
+    assert "这是回答" not in r.text and "猎鹰" not in r.text and "这是回答" not in json.dumps(whole, ensure_ascii=False)
+    events = sse_events(r.text)[:-1]
+    assert events[-1]["choices"][0]["finish_reason"] == "content_filter" and whole["finish_reason"] == "content_filter"
+    held = whole.get("message", whole)
+    assert held["reasoning_content"] == "想一想"
+    reasoning = "".join((e["choices"][0].get("delta") or e["choices"][0]).get("reasoning_content") or ""
+                        for e in events)
+    assert reasoning == "想一想"
+    if "text" in whole:
+        assert whole["text"] == "" and all("text" in e["choices"][0] for e in events)

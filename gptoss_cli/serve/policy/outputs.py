@@ -233,10 +233,9 @@ class OutputFilter:
 
     def _drop_after(self, new: dict[str, Any], key: tuple[Any, ...]) -> None:
         """A stop rule hit in ``key``: what this delta holds after it goes."""
-        order = ("reasoning", "final", "tool")
-        if order.index(key[1]) < 1:
-            new.pop(self.final_key, None)
-        if order.index(key[1]) < 2:
+        if key[1] == "reasoning" and self.final_key in new:
+            new[self.final_key] = ""
+        if key[1] != "tool":
             new.pop("tool_calls", None)
         elif isinstance(new.get("tool_calls"), list):
             new["tool_calls"] = new["tool_calls"][: key[3] + 1]
