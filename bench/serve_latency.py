@@ -1,7 +1,7 @@
 """HTTP overhead of `gptoss serve`: p50 latency of a 16-token chat request over HTTP minus p50 of generating the same
 tokens in-process, on the demo model, measured in the same run with the same engine object.
 
-    python bench/serve_latency.py [--runs 30] [--tokens 16] [--threads 1] [--scripted]
+    python bench/serve_latency.py [--runs 30] [--tokens 16] [--threads 1] [--scripted] [--policy FILE]
 
 The in-process side calls ``engine.generate`` with exactly the prompt ids and SamplingParams the server builds for
 the request (greedy); the HTTP side is a non-streaming ``POST /v1/chat/completions`` over a kept-alive connection to
@@ -10,12 +10,16 @@ The app is what ``gptoss serve`` runs: the one pipeline (scheduler, metrics, acc
 (or the greedy request would be answered from it). ``--scripted`` measures the layer alone over the scripted engine (no torch needed). ``--threads`` sets torch's
 intra-op threads (default 1: on a small shared machine, OpenMP threads spinning against other processes make the
 tiny model's step time swing by 10x, which drowns the few milliseconds being measured).
+``--policy FILE`` runs a second server with that policy in the same loop (requests interleaved) and prints its p50
+next to the one without, then how much of a stream the policy holds back (characters behind the model, on a mixed
+Chinese/English sample fed about one token at a time) and what filtering one piece costs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import statistics
@@ -76,12 +80,42 @@ async def _in_process(engine: Any, prompt_ids: list[int], params: Any) -> tuple[
     return time.perf_counter() - t0, n
 
 
+SAMPLE = ("患者主诉胸痛三小时，既往高血压病史。The patient reports chest pain for three hours; ECG shows ST "
+          "elevation. 建议立即转诊心内科，联系电话请见病历。Follow-up in two weeks at the outpatient clinic, "
+          "room 12. 请按时服药，如有不适随时就诊。") * 4
+
+
+def _hold_back(policy_file: str) -> None:
+    """How much a policy holds back of a stream: the sample fed in 4-character pieces (about one token each)."""
+    from gptoss_cli.serve.policy import load_policy
+    from gptoss_cli.serve.policy.redact import StreamRedactor
+
+    rules = load_policy(policy_file).output_rules("final")
+    redactor = StreamRedactor(rules, lambda rule: None)
+    held, costs = [], []
+    for i in range(0, len(SAMPLE), 4):
+        t0 = time.perf_counter()
+        redactor.feed(SAMPLE[i:i + 4])
+        costs.append(time.perf_counter() - t0)
+        held.append(len(redactor.held))
+    redactor.flush()
+    bound = max((m.window for r in rules for m in r.matchers), default=0)
+    print(f"stream hold-back (final channel, {len(held)} pieces of 4 chars): mean {statistics.mean(held):.1f} chars, "
+          f"p50 {statistics.median(held):.0f}, max {max(held)} (the longest pattern's bound: {bound}); "
+          f"filter cost p50 {statistics.median(costs) * 1e6:.1f} us per piece")
+
+
+def _p50(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--scripted", action="store_true", help="scripted engine instead of the demo model")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument("--policy", metavar="FILE", help="also measure a server with this --policy (same run)")
     args = parser.parse_args()
 
     import httpx
@@ -101,33 +135,51 @@ def main() -> int:
     plan = plan_chat(ChatCompletionRequest.model_validate(body),
                      settings, model_info(engine.tokenizer, engine.max_model_len, settings))
     prompt_ids, params = plan.generation.prompt_ids, plan.generation.params
+    if args.policy:  # the glossary joins the prompt: the in-process side generates from the same prompt
+        from gptoss_cli.serve.policy import load_policy
+
+        if load_policy(args.policy).has_input:
+            print("note: the policy rewrites input; the policy side's prompt differs", file=sys.stderr)
 
     loop = asyncio.new_event_loop()
-    app = create_app(settings, _AlreadyLoaded(engine), emit_access_log=lambda line: None)
+    apps = {"off": create_app(settings, _AlreadyLoaded(engine), emit_access_log=lambda line: None)}
+    if args.policy:
+        apps["on"] = create_app(ServeSettings(current_date="2025-06-01", cache=False, policy=args.policy),
+                                _AlreadyLoaded(engine), emit_access_log=lambda line: None)
     logging.getLogger("gptoss.serve").setLevel(logging.WARNING)
     local: list[float] = []
-    remote: list[float] = []
+    remote: dict[str, list[float]] = {name: [] for name in apps}
     counts: set[tuple[int, int]] = set()
-    with live_server(app) as base, httpx.Client(base_url=base, timeout=120) as http:
+    with contextlib.ExitStack() as stack:
+        clients = {name: stack.enter_context(httpx.Client(base_url=stack.enter_context(live_server(app)),
+                                                          timeout=120)) for name, app in apps.items()}
         for i in range(args.runs + 3):  # 3 warm-up rounds, then interleaved samples
             seconds, n_local = loop.run_until_complete(_in_process(engine, prompt_ids, params))
-            t0 = time.perf_counter()
-            r = http.post("/v1/chat/completions", content=json.dumps(body),
-                          headers={"content-type": "application/json"})
-            elapsed = time.perf_counter() - t0
-            r.raise_for_status()
+            for name, http in clients.items():
+                t0 = time.perf_counter()
+                r = http.post("/v1/chat/completions", content=json.dumps(body),
+                              headers={"content-type": "application/json"})
+                elapsed = time.perf_counter() - t0
+                r.raise_for_status()
+                if i >= 3:
+                    remote[name].append(elapsed)
+                    if name == "off":
+                        counts.add((n_local, r.json()["usage"]["completion_tokens"]))
             if i >= 3:
                 local.append(seconds)
-                remote.append(elapsed)
-                counts.add((n_local, r.json()["usage"]["completion_tokens"]))
     loop.close()
-    p50_local, p50_http = statistics.median(local), statistics.median(remote)
-    overhead_ms = (p50_http - p50_local) * 1000
+    p50_local = _p50(local)
+    overhead_ms = _p50(remote["off"]) - p50_local
     print(f"tokens per request (in-process, HTTP): {sorted(counts)}")
-    print(f"in-process generate p50 {p50_local * 1000:8.2f} ms  (min {min(local) * 1000:.2f}, {args.runs} runs)")
-    print(f"HTTP request        p50 {p50_http * 1000:8.2f} ms  (min {min(remote) * 1000:.2f}, {args.runs} runs)")
+    print(f"in-process generate p50 {p50_local:8.2f} ms  (min {min(local) * 1000:.2f}, {args.runs} runs)")
+    print(f"HTTP request        p50 {_p50(remote['off']):8.2f} ms  (min {min(remote['off']) * 1000:.2f}, "
+          f"{args.runs} runs)")
     verdict = "ok" if overhead_ms <= 10 else "OVER TARGET"
     print(f"HTTP overhead p50       {overhead_ms:8.2f} ms  (target <= 10 ms: {verdict})")
+    if args.policy:
+        print(f"HTTP request, --policy p50 {_p50(remote['on']):8.2f} ms  (min {min(remote['on']) * 1000:.2f}): "
+              f"policy on - off {_p50(remote['on']) - _p50(remote['off']):+.2f} ms p50")
+        _hold_back(args.policy)
     return 0 if all(a == b for a, b in counts) else 1
 
 

@@ -88,6 +88,7 @@ FIELDS: tuple[FieldSpec, ...] = (
     _f("serve.cache", "bool", True, "cache deterministic responses"),
     _f("serve.log_format", "str", "text", "access log format: text or json"),
     _f("serve.log_prompts", "bool", False, "include prompt and completion text in the access log"),
+    _f("serve.policy", "path", None, "policy file (TOML): input/output rules, detectors, glossary; SIGHUP reloads"),
     _f("serve.engine", "str", "transformers", "transformers, vllm or upstream"),
     _f("serve.upstream_url", "str", None, "OpenAI-compatible backend for --engine upstream"),
     _f("serve.upstream_api_key_env", "str", None, "name of the variable holding the upstream's API key"),

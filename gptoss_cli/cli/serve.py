@@ -90,6 +90,10 @@ def serve(
     log_prompts: Annotated[
         Optional[bool], typer.Option("--log-prompts", help="Put prompt and completion text in the access log.")
     ] = None,
+    policy: Annotated[
+        Optional[Path], typer.Option(help="Policy file (TOML): block/redact input, redact/stop output, glossary; "
+                                     "SIGHUP reloads it.", show_default=False)
+    ] = None,
     engine_kind: Annotated[
         Optional[str], typer.Option("--engine", autocompletion=offer("gptoss_cli.serve.engines.build:ENGINES"),
                                     help="transformers (in process), vllm (supervised child) or "
@@ -130,6 +134,7 @@ def serve(
         "serve.kv_cache_memory": kv_cache_memory, "serve.request_timeout": request_timeout,
         "serve.drain_timeout": drain_timeout, "serve.cache_url": cache_url, "serve.cache": cache,
         "serve.log_format": log_format, "serve.log_prompts": log_prompts, "serve.engine": engine_kind,
+        "serve.policy": policy,
         "serve.upstream_url": upstream_url, "serve.upstream_api_key_env": upstream_api_key_env,
         "serve.upstream_model": upstream_model, "serve.tensor_parallel_size": tensor_parallel_size,
         "serve.pipeline_parallel_size": pipeline_parallel_size,

@@ -12,6 +12,7 @@ import ipaddress
 import math
 import re
 from datetime import date
+from pathlib import PurePath
 from typing import Any, Callable
 
 from gptoss_cli.errors import UsageError
@@ -128,6 +129,18 @@ def _upstream_url(value: Any) -> str | None:
     return None if ok else "must be an http(s)://host[:port][/path] URL"
 
 
+def _policy(value: Any) -> str | None:
+    if value is None:
+        return None
+    from gptoss_cli.serve.policy.load import PolicyError, load_policy
+
+    try:
+        load_policy(str(value))
+    except PolicyError as exc:
+        return f"is not a usable policy file ({exc})"
+    return None
+
+
 def _names(value: Any) -> str | None:
     names = [value] if isinstance(value, str) else list(value or ())
     return None if all(isinstance(n, str) and n.strip() for n in names) else "must not be empty"
@@ -165,6 +178,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "max_body_bytes": _int_between(1024),
     "cache_url": _cache_url,
     "log_format": _one_of(LOG_FORMATS),
+    "policy": _policy,
     "engine": _engine,
     "upstream_url": _upstream_url,
     "tensor_parallel_size": _int_between(1),
@@ -203,7 +217,7 @@ def check_serve_options(settings: Any, engine: str) -> list[str]:
         value = settings[key]
         issue = problem(field, value)
         if issue is not None:
-            shown = "''" if value == "" else repr(value)
+            shown = "''" if value == "" else repr(str(value) if isinstance(value, PurePath) else value)
             raise UsageError(f"{_where(settings, key)} {issue}, got {shown}")
     warnings = []
     if settings["serve.dtype"] == "float16":

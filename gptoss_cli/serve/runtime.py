@@ -130,7 +130,9 @@ class Runtime:
             timeout_graceful_shutdown=max(1, int(settings.drain_timeout)),
             server_header=False,
         )
-        self._server = make_server(config, app.state.server.drain, settings.drain_timeout, on_force=self.on_force)
+        policy = app.state.server.policy  # --policy: SIGHUP reloads it (a bad file keeps the old one)
+        self._server = make_server(config, app.state.server.drain, settings.drain_timeout, on_force=self.on_force,
+                                   on_hangup=policy.reload if policy is not None else None)
         self._server.run(sockets=[self.sock])
         if self._server.forced:
             raise Interrupted("stopped by a second signal; requests still running were cut off")
@@ -157,12 +159,15 @@ class BackendFailed(CouldNotRun):
 
 
 def make_server(config: Any, drain: Callable[[float], Awaitable[bool]], drain_timeout: float,
-                on_force: Callable[[], None] | None = None) -> Any:
-    """A ``uvicorn.Server`` that drains through ``drain(timeout)`` before it exits (see above)."""
+                on_force: Callable[[], None] | None = None, on_hangup: Callable[[], Any] | None = None) -> Any:
+    """A ``uvicorn.Server`` that drains through ``drain(timeout)`` before it exits (see above); ``on_hangup`` is
+    called on the event loop for each SIGHUP (the policy reload)."""
     import uvicorn
 
     server_class = type("DrainingServer", (_Draining, uvicorn.Server), {})
-    return server_class(config, drain, drain_timeout, on_force)
+    server = server_class(config, drain, drain_timeout, on_force)
+    server._on_hangup = on_hangup
+    return server
 
 
 class _Draining:
@@ -178,10 +183,28 @@ class _Draining:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.signalled: list[int] = []
         self.forced = False
+        self._on_hangup: Callable[[], Any] | None = None
 
     async def serve(self, sockets: Any = None) -> None:
         self._loop = asyncio.get_running_loop()
-        await super().serve(sockets)  # type: ignore[misc]
+        hangup = self._on_hangup is not None and hasattr(signal, "SIGHUP")
+        if hangup:
+            try:
+                self._loop.add_signal_handler(signal.SIGHUP, self._hangup)
+            except (RuntimeError, ValueError, NotImplementedError):  # not the main thread (tests), or no signals
+                hangup = False
+        try:
+            await super().serve(sockets)  # type: ignore[misc]
+        finally:
+            if hangup:
+                self._loop.remove_signal_handler(signal.SIGHUP)
+
+    def _hangup(self) -> None:
+        try:
+            assert self._on_hangup is not None
+            self._on_hangup()
+        except Exception:  # noqa: BLE001 - a failed reload must never stop the server
+            log.exception("SIGHUP handler failed")
 
     def handle_exit(self, sig: int, frame: Any) -> None:  # runs as the signal handler (main thread)
         self.signalled.append(sig)

@@ -47,6 +47,7 @@ class ServeSettings:
     cache_url: str | None = None
     log_format: str = "text"
     log_prompts: bool = False
+    policy: str | None = None  # --policy FILE (serve/policy/): checked when set, loaded by the app
     # The engine (engines/build.py).
     engine: str = "transformers"  # transformers | vllm | upstream
     device: str = "auto"

@@ -21,6 +21,8 @@ The list of metrics (also in the README):
 - ``gptoss_max_concurrency`` / ``gptoss_max_queue``        configured limits
 - ``gptoss_gpu_memory_allocated_bytes{device}`` / ``gptoss_gpu_memory_reserved_bytes{device}``  on CUDA only
 - ``gptoss_info{version,model,engine}``                    constant 1, labels describe the server
+- ``gptoss_policy_decisions_total{rule,action,key}``      requests a --policy rule acted on (once per request and rule)
+- ``gptoss_policy_reloads_total{result}``                 policy reloads on SIGHUP: ok, error (the old policy stays)
 """
 
 from __future__ import annotations
@@ -100,6 +102,10 @@ class ServeMetrics:
         self.max_queue = Gauge("gptoss_max_queue", "Configured --max-queue", registry=r)
         self.info = Gauge("gptoss_info", "Server description (value is always 1)", ["version", "model", "engine"],
                           registry=r)
+        self.policy_decisions = Counter("gptoss_policy_decisions", "Requests a policy rule acted on, by rule id, "
+                                        "action and API key name", ["rule", "action", "key"], registry=r)
+        self.policy_reloads = Counter("gptoss_policy_reloads", "Policy reloads (SIGHUP), by result", ["result"],
+                                      registry=r)
         self._upstream: tuple[Histogram, Histogram] | None = None
         r.register(_GpuMemoryCollector())
         for reason in ("overloaded", "draining"):
@@ -172,6 +178,12 @@ class ServeMetrics:
 
     def cache_lookup(self, hit: bool) -> None:
         (self.cache_hits if hit else self.cache_misses).inc()
+
+    def policy_decision(self, rule: str, action: str, key: str) -> None:
+        self.policy_decisions.labels(rule=rule, action=action, key=key).inc()
+
+    def policy_reload(self, ok: bool) -> None:
+        self.policy_reloads.labels(result="ok" if ok else "error").inc()
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition and its content type, for ``GET /metrics``."""

@@ -28,6 +28,7 @@ class RequestRecord:
     completion_ids: list[int] | None = None
     latency: float | None = None
     disconnected: asyncio.Future | None = None  # completes when the client goes away
+    policy_hits: list[str] = field(default_factory=list)  # ids of the policy rules this request hit, in order
 
     def first_token(self) -> float:
         if self.ttft is None:

@@ -38,6 +38,7 @@ class ServerState:
     metrics: Any  # ServeMetrics
     cache: ResponseCache | None
     pipeline: Pipeline
+    policy: Any = None  # a PolicyHolder (serve/policy/) with --policy, else None
     status: LoadStatus = field(default_factory=LoadStatus)
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -87,7 +88,19 @@ def build_state(settings: ServeSettings, engine: Any, metrics: Any = None) -> Se
         model_id=f"{settings.served_model_name}|{getattr(engine, 'description', '')}",
         log_prompts=settings.log_prompts,
     )
-    return ServerState(settings, engine, scheduler, metrics, cache, pipeline)
+    return ServerState(settings, engine, scheduler, metrics, cache, pipeline, policy=_policy(settings, metrics))
+
+
+def _policy(settings: ServeSettings, metrics: Any) -> Any:
+    if not settings.policy:
+        return None
+    from gptoss_cli.errors import ConfigError
+    from gptoss_cli.serve.policy import PolicyError, PolicyHolder
+
+    try:
+        return PolicyHolder(settings.policy, on_reload=metrics.policy_reload)
+    except PolicyError as exc:
+        raise ConfigError(f"--policy {settings.policy}: {exc}") from None
 
 
 def server_state(request: Any) -> ServerState:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from gptoss_cli.serve.openai.endpoints.common import reply, stream_doc
-from gptoss_cli.serve.openai.fronts import front_for
+from gptoss_cli.serve.openai import policy_front
 from gptoss_cli.serve.openai.protocol import Completion, CompletionRequest
 from gptoss_cli.serve.openai.state import server_state
 
@@ -21,4 +21,4 @@ router = APIRouter()
 )
 async def completions(body: CompletionRequest, request: Request) -> Response:
     server = server_state(request)
-    return reply(await front_for(server).completion(server, body, request))
+    return reply(await policy_front.completion(server, body, request))
