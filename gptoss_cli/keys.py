@@ -75,12 +75,17 @@ class KeysFile:
 
     def find(self, key: str) -> KeyEntry | None:
         """The active entry ``key`` belongs to, or None; constant-time in the secret part."""
-        match = _KEY.match(key)
-        by_id = {e.id: e for e in self.active()}
-        entry = by_id.get(match.group(1)) if match else None
+        key_id = parse_key(key)
+        entry = next((e for e in self.active() if e.id == key_id), None) if key_id else None
         digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
         ok = hmac.compare_digest(digest, entry.sha256 if entry is not None else _DUMMY)
         return entry if ok and entry is not None else None
+
+
+def parse_key(key: str) -> str | None:
+    """The public id of a well-formed key (``gptoss-<id>-<secret>``), else None."""
+    match = _KEY.match(key)
+    return match.group(1) if match else None
 
 
 def default_keys_path(home: Path) -> Path:
@@ -183,4 +188,4 @@ def _now() -> str:
 
 
 __all__ = ["KEY_PREFIX", "SINGLE_KEY_NAME", "KeyEntry", "KeysFile", "add_key", "check_name", "default_keys_path",
-           "read_keys", "revoke_key", "write_keys"]
+           "parse_key", "read_keys", "revoke_key", "write_keys"]

@@ -33,6 +33,8 @@ COMMANDS: dict[str, str] = {
     "serve": "gptoss_cli.cli.serve:serve",
     "audit": "gptoss_cli.cli.audit:audit",
     "dify-register": "gptoss_cli.cli.dify:dify_register",
+    "keys": "gptoss_cli.cli.keys:app",
+    "journal": "gptoss_cli.cli.journal:app",
     "config": "gptoss_cli.cli.config_cmd:app",
 }
 

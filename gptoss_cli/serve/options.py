@@ -128,6 +128,16 @@ def _upstream_url(value: Any) -> str | None:
     return None if ok else "must be an http(s)://host[:port][/path] URL"
 
 
+def _journal_size(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        size = parse_size(value)
+    except ValueError:
+        return "must be a size such as 100MiB"
+    return None if size >= 4096 else "must be at least 4KiB"
+
+
 def _names(value: Any) -> str | None:
     names = [value] if isinstance(value, str) else list(value or ())
     return None if all(isinstance(n, str) and n.strip() for n in names) else "must not be empty"
@@ -166,6 +176,8 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "cache_url": _cache_url,
     "log_format": _one_of(LOG_FORMATS),
     "engine": _engine,
+    "journal_max_bytes": _journal_size,
+    "journal_on_error": _one_of(("refuse", "continue")),
     "upstream_url": _upstream_url,
     "tensor_parallel_size": _int_between(1),
     "pipeline_parallel_size": _int_between(1),

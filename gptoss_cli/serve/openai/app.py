@@ -51,11 +51,16 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if server.journal is not None:
+            server.journal.started(version=_version(), model=settings.served_model_name, engine=settings.engine,
+                                   keys=server.keys.named if server.keys is not None else 0)
         task = asyncio.create_task(_start(server, on_ready, on_load_error))
         try:
             yield
         finally:
             await _stop(server, task)
+            if server.journal is not None:
+                server.journal.stopped()
 
     app = FastAPI(
         title="gptoss",
@@ -67,16 +72,24 @@ def create_app(
     )
     app.state.server = server
     handlers.install(app)
-    app.add_middleware(GuardMiddleware, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(GuardMiddleware, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes,
+                       keys=server.keys, journal=server.journal)
     app.add_middleware(NoReasoningMiddleware)  # /no-reasoning/v1/* = /v1/* minus reasoning
     if emit_access_log is None:
         configure_access_logger()
     app.add_middleware(AccessLogMiddleware, fmt=settings.log_format, log_prompts=settings.log_prompts,
-                       metrics=server.metrics, decode=_decoder(server), emit=emit_access_log)  # outermost
+                       metrics=server.metrics, decode=_decoder(server), emit=emit_access_log,
+                       on_finish=_after_request(server))  # outermost
     for name in ROUTERS:
         app.include_router(importlib.import_module(f"gptoss_cli.serve.openai.endpoints.{name}").router)
     openapi.install(app, bearer=settings.api_key is not None)
     return app
+
+
+def _after_request(server: ServerState) -> list[Callable[[Any], None]]:
+    """Per-key usage (tokens spent against tpm, per-key metrics), then the journal's record."""
+    hooks: list[Callable[[Any], None]] = [server.quota.finished] if server.quota is not None else []
+    return hooks + ([server.journal.record] if server.journal is not None else [])
 
 
 def _decoder(server: ServerState) -> Callable[[Sequence[int]], str]:
