@@ -132,11 +132,9 @@ class JournalWriter:
         note = {"ts": utc_now(), "kind": "journal", "event": "resumed", "failed_since": self.failed_since,
                 "error": self.last_error, "lost": len(self.lost), "lost_ids": self.lost[:100],
                 "refused": self.refused}
-        failed = self.failed_since
-        self.failed_since = None
         if not self._put(note):
-            self.failed_since = failed
             return False
+        self.failed_since = None
         log.warning("journal %s writable again (%d records lost, %d requests refused)", self.path,
                     len(self.lost), self.refused)
         self.lost, self.refused, self.last_error = [], 0, None
@@ -171,7 +169,7 @@ class JournalWriter:
             while done < len(line):
                 done += self._write(self._fd, line[done:])
         except OSError:
-            if done and self._regular:  # never leave half a record behind
+            if self._regular:  # never leave half a record behind
                 try:
                     os.ftruncate(self._fd, self._size)
                 except OSError:
