@@ -138,6 +138,15 @@ def _journal_size(value: Any) -> str | None:
     return None if size >= 4096 else "must be at least 4KiB"
 
 
+def _journal_path(value: Any) -> str | None:
+    from pathlib import Path
+
+    if value is None:
+        return None
+    path = Path(value)
+    return None if path.parent.is_dir() and not path.is_dir() else "must be a file in an existing folder"
+
+
 def _names(value: Any) -> str | None:
     names = [value] if isinstance(value, str) else list(value or ())
     return None if all(isinstance(n, str) and n.strip() for n in names) else "must not be empty"
@@ -176,6 +185,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "cache_url": _cache_url,
     "log_format": _one_of(LOG_FORMATS),
     "engine": _engine,
+    "journal": _journal_path,
     "journal_max_bytes": _journal_size,
     "journal_on_error": _one_of(("refuse", "continue")),
     "upstream_url": _upstream_url,

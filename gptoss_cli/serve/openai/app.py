@@ -82,7 +82,7 @@ def create_app(
                        on_finish=_after_request(server))  # outermost
     for name in ROUTERS:
         app.include_router(importlib.import_module(f"gptoss_cli.serve.openai.endpoints.{name}").router)
-    openapi.install(app, bearer=settings.api_key is not None)
+    openapi.install(app, bearer=server.keys is not None)
     return app
 
 

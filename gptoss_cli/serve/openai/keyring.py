@@ -4,8 +4,9 @@
 checks always run and compare in constant time (``hmac.compare_digest``); a named key is found by its public id,
 so no comparison runs against the other keys. The keys file is re-read when it changes (its inode, size or mtime;
 looked at no more than once per ``reload_interval`` seconds, on a request): a key revoked with ``gptoss keys
-revoke`` is refused from its next request on, without a restart. A keys file that cannot be read fails closed —
-no named key is accepted until it is fixed (the single ``--api-key`` still is) — and is reported once in the log.
+revoke`` is refused from its next request on, without a restart. A keys file that cannot be read at start is an
+error (``CouldNotRun``); one that becomes unreadable later fails closed — no named key is accepted until it is
+fixed (the single ``--api-key`` still is) — and is reported once in the log.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from gptoss_cli.config import Secret
-from gptoss_cli.errors import GptossError
+from gptoss_cli.errors import CouldNotRun, GptossError
 from gptoss_cli.keys import SINGLE_KEY_NAME, KeyEntry, parse_key, read_keys
 
 log = logging.getLogger("gptoss.serve")
@@ -59,6 +60,8 @@ class KeyRing:
         self.error: str | None = None  # why the keys file is not in use, when it is not
         if self.path is not None:
             self.refresh(force=True)
+            if self.error is not None:  # at start, a damaged file is an error (exit 3), not a silent lock-out
+                raise CouldNotRun(self.error, hint="fix the keys file, or move it aside and add the keys again")
 
     @property
     def named(self) -> int:
