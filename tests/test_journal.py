@@ -208,3 +208,30 @@ def test_journal_and_audit_are_different_commands():
     assert "journal" in out and "audit" in out
     help_text = CliRunner().invoke(app, ["journal", "--help"]).stdout
     assert "request journal" in help_text and "pip-audit" not in help_text
+
+
+def test_a_rotation_that_cannot_create_the_new_file_is_retried_without_shifting_again(tmp_path, monkeypatch):
+    path = tmp_path / "j.jsonl"
+    w = JournalWriter(path, max_bytes=600).open()
+    real_open = os.open
+    blocked = [False]
+
+    def open_(name, *args, **kwargs):
+        if blocked[0] and str(name) == str(path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(name, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_)
+    while not (tmp_path / "j.jsonl.1").exists() or path.exists():
+        blocked[0] = (tmp_path / "j.jsonl.1").exists() or w.seq >= 2
+        w.append({"kind": "request", "pad": "x" * 100})
+        if not w.healthy:
+            break
+    assert not w.healthy and not path.exists()
+    assert not w.probe() and not w.probe()  # tried again: nothing shifts further
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["j.jsonl.1"]
+    blocked[0] = False
+    assert w.probe() and w.append({"kind": "request"})
+    w.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["j.jsonl", "j.jsonl.1"]
+    assert verify_journal([path]).ok

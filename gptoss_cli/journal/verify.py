@@ -64,7 +64,8 @@ def chain_order(paths: Iterable[Path]) -> list[Path]:
     given = [Path(p) for p in paths]
     if len(given) == 1 and not _ROTATED.match(given[0].name):
         base = given[0]
-        siblings = [p for p in base.parent.glob(base.name + ".*") if _rotation(p, base.name) is not None]
+        folder = base.parent if str(base.parent) else Path(".")
+        siblings = [p for p in folder.iterdir() if _rotation(p, base.name) is not None] if folder.is_dir() else []
         given += siblings
 
     def key(p: Path) -> tuple[str, int]:

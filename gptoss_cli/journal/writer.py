@@ -186,12 +186,13 @@ class JournalWriter:
     def _rotate(self) -> None:
         assert self._fd is not None
         os.fsync(self._fd)
-        n = 1
-        while rotated(self.path, n).exists():
-            n += 1
-        for i in range(n - 1, 0, -1):
-            os.replace(rotated(self.path, i), rotated(self.path, i + 1))
-        os.replace(self.path, rotated(self.path, 1))
+        if self.path.exists():  # else an earlier try got as far as the rename: only the new file is missing
+            n = 1
+            while rotated(self.path, n).exists():
+                n += 1
+            for i in range(n - 1, 0, -1):
+                os.replace(rotated(self.path, i), rotated(self.path, i + 1))
+            os.replace(self.path, rotated(self.path, 1))
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         os.close(self._fd)
         self._fd, self._size = fd, 0
