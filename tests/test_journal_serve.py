@@ -117,8 +117,9 @@ def test_a_full_disk_refuses_requests_until_writes_work_again(tmp_path, mode, ca
     with ready_client(app) as client:
         assert client.post(CHAT, json=ASK).status_code == 200
         disk.full = True
-        assert client.post(CHAT, json=ASK).status_code == 200  # served; its record is the one that fails
-        r = client.post(CHAT, json={**ASK, "stream": True})
+        streamed = client.post(CHAT, json={**ASK, "stream": True})  # a stream is journaled when it ends: too late
+        assert streamed.status_code == 200 and sse_events(streamed.text)[-1] == "[DONE]"  # to take it back
+        r = client.post(CHAT, json=ASK)
         if mode == "refuse":
             assert r.status_code == 503 and r.json()["error"]["code"] == "journal_unavailable"
             assert r.headers["retry-after"] == "5"
@@ -245,3 +246,24 @@ def test_a_damaged_keys_file_stops_the_server_at_start(tmp_path):
                            "--keys-file", str(keys)], capture_output=True, text=True, timeout=60,
                           env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert proc.returncode == 3 and "keys file" in proc.stderr and "damaged" in proc.stderr, proc.stderr
+
+
+def test_a_one_piece_reply_whose_record_cannot_be_written_becomes_a_503(tmp_path):
+    journal = tmp_path / "j.jsonl"
+    lines: list[str] = []
+    app = create_app(ServeSettings(journal=journal, current_date="2025-06-01", cache=False),
+                     ScriptedEngine(script=[FINAL]), emit_access_log=lines.append)
+    disk = Disk()
+    app.state.server.journal.writer._write = disk
+    with ready_client(app) as client:
+        disk.full = True
+        r = client.post(CHAT, json=ASK)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "journal_unavailable"
+        assert "Hello there!" not in r.text
+        assert client.post(CHAT, json=ASK).status_code == 503
+        disk.full = False
+        assert client.post(CHAT, json=ASK).status_code == 200
+    assert [line.split("status=")[1].split()[0] for line in lines if "route=/v1/" in line] == ["503", "503", "200"]
+    rows = records(journal)
+    assert [r["kind"] for r in rows] == ["start", "journal", "request", "stop"]
+    assert rows[1]["lost"] == 2 and rows[2]["status"] == 200 and verify_journal([journal]).ok

@@ -2,8 +2,9 @@
 
 It builds the ``ServerState`` once (``openai/state.py``: scheduler, cache, metrics and the one pipeline every request
 takes), keeps it on ``app.state.server``, and adds, outermost first: the access log (``openai/accesslog.py``), the
-no-reasoning mount (``openai/no_reasoning.py``), the API-key and body-size guard (``openai/guard.py``), then one
-router per endpoint (``openai/endpoints/``) and the error handlers (``openai/handlers.py``).
+journal (``openai/journal_middleware.py``, with ``--journal``), the no-reasoning mount (``openai/no_reasoning.py``),
+the API-key and body-size guard (``openai/guard.py``), then one router per endpoint (``openai/endpoints/``) and the
+error handlers (``openai/handlers.py``).
 
 The engine starts in the lifespan handler: a token engine's ``load()`` in a daemon thread (``/ready`` is 503 until
 it ends), a request-level engine's ``start()`` on the loop. ``on_ready`` / ``on_load_error`` are called on the event
@@ -75,6 +76,10 @@ def create_app(
     app.add_middleware(GuardMiddleware, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes,
                        keys=server.keys, journal=server.journal)
     app.add_middleware(NoReasoningMiddleware)  # /no-reasoning/v1/* = /v1/* minus reasoning
+    if server.journal is not None:
+        from gptoss_cli.serve.openai.journal_middleware import JournalMiddleware
+
+        app.add_middleware(JournalMiddleware, journal=server.journal)  # one-piece replies journaled before sent
     if emit_access_log is None:
         configure_access_logger()
     app.add_middleware(AccessLogMiddleware, fmt=settings.log_format, log_prompts=settings.log_prompts,

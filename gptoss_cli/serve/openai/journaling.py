@@ -9,15 +9,18 @@ completion_tokens latency_ms cache rules prompt_sha256 completion_sha256`` (+ ``
 the answer's text as sent (``content`` or ``text``, tool calls as their compact JSON after it). A policy decision
 line (``kind=policy``) names the request, the key, the policy and the rule id, before the request's own line.
 
-When a record cannot be written (disk full, I/O error), ``--journal-on-error refuse`` (the default) answers every
-``/v1/`` request 503 ``journal_unavailable`` until a write works again — the journal then first records what was
-lost — rather than serve unlogged; ``continue`` serves on and logs the failure.
+A reply sent in one piece is journaled just before it leaves (``journal_middleware.py``), a streamed one when it
+ends. When a record cannot be written (disk full, I/O error), ``--journal-on-error refuse`` (the default) turns that
+one-piece reply into a 503 ``journal_unavailable`` and answers every later ``/v1/`` request so until a write works
+again — the journal then first records what was lost — rather than serve unlogged; ``continue`` serves on and logs
+the failure.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,7 @@ class Journal:
         self.on_error = on_error
         self.full_text = full_text
         self._warned = False
+        self._early: set[int] = set()  # records written before their reply was sent (JournalMiddleware)
 
     @classmethod
     def open(cls, path: Path | str, *, max_bytes: int | None = None, on_error: str = "refuse",
@@ -78,21 +82,32 @@ class Journal:
         self.writer.close()
 
     def record(self, rec: RequestRecord) -> None:
-        """The end of a request: its policy decisions, then its own line (only ``/v1/`` requests are journaled)."""
-        if not rec.journaled:
-            return
+        """The end of a request: its policy decisions, then its own line (only ``/v1/`` requests are journaled;
+        a reply journaled before it was sent is not journaled again)."""
+        if id(rec) in self._early:
+            self._early.discard(id(rec))
+        elif rec.journaled:
+            self._write(rec)
+
+    def record_now(self, rec: RequestRecord) -> bool:
+        """Journal ``rec`` before its reply goes out; False when that could not be written."""
+        self._early.add(id(rec))
+        return self._write(rec)
+
+    def _write(self, rec: RequestRecord) -> bool:
         rules = [str(r) for r in (getattr(rec, "policy_hits", None) or ())]
+        ok = True
         for rule in rules:
-            self.writer.append({"ts": utc_now(), "kind": "policy", "id": rec.id, "key": rec.key_name,
-                                "policy": rec.policy_name, "rule": rule}, record_id=rec.id)
-        self.writer.append(self.request_fields(rec, rules), record_id=rec.id)
+            ok = self.writer.append({"ts": utc_now(), "kind": "policy", "id": rec.id, "key": rec.key_name,
+                                     "policy": rec.policy_name, "rule": rule}, record_id=rec.id) and ok
+        return self.writer.append(self.request_fields(rec, rules), record_id=rec.id) and ok
 
     def request_fields(self, rec: RequestRecord, rules: list[str]) -> dict[str, Any]:
         fields: dict[str, Any] = {
             "ts": utc_now(), "kind": "request", "id": rec.id, "method": rec.method, "route": rec.path[:200],
             "status": rec.status, "key": rec.key_name, "policy": rec.policy_name, "user": rec.user,
             "model": rec.model, "client": rec.client, "prompt_tokens": rec.prompt_tokens,
-            "completion_tokens": rec.completion_tokens, "latency_ms": round((rec.latency or 0.0) * 1000, 1),
+            "completion_tokens": rec.completion_tokens, "latency_ms": round(_latency(rec) * 1000, 1),
             "cache": None if rec.cache_hit is None else ("hit" if rec.cache_hit else "miss"), "rules": rules,
             "prompt_sha256": sha256_text(rec.prompt_text), "completion_sha256": sha256_text(rec.completion_text),
         }
@@ -101,6 +116,10 @@ class Journal:
         if self.full_text:
             fields["prompt"], fields["completion"] = rec.prompt_text, rec.completion_text
         return fields
+
+
+def _latency(rec: RequestRecord) -> float:
+    return rec.latency if rec.latency is not None else time.perf_counter() - rec.start
 
 
 def open_journal(settings: Any) -> Journal | None:
