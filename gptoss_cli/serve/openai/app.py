@@ -46,22 +46,20 @@ def create_app(
     from gptoss_cli.serve.openai.accesslog import AccessLogMiddleware, configure_access_logger
     from gptoss_cli.serve.openai.endpoints import ROUTERS
     from gptoss_cli.serve.openai.guard import GuardMiddleware
+    from gptoss_cli.serve.openai.journal_middleware import JournalMiddleware
     from gptoss_cli.serve.openai.no_reasoning import NoReasoningMiddleware
 
     server = build_state(settings, engine, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if server.journal is not None:
-            server.journal.started(version=_version(), model=settings.served_model_name, engine=settings.engine,
-                                   keys=server.keys.named if server.keys is not None else 0)
+        _journal_run(server, started=True)
         task = asyncio.create_task(_start(server, on_ready, on_load_error))
         try:
             yield
         finally:
             await _stop(server, task)
-            if server.journal is not None:
-                server.journal.stopped()
+            _journal_run(server, started=False)
 
     app = FastAPI(
         title="gptoss",
@@ -76,10 +74,8 @@ def create_app(
     app.add_middleware(GuardMiddleware, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes,
                        keys=server.keys, journal=server.journal)
     app.add_middleware(NoReasoningMiddleware)  # /no-reasoning/v1/* = /v1/* minus reasoning
-    if server.journal is not None:
-        from gptoss_cli.serve.openai.journal_middleware import JournalMiddleware
-
-        app.add_middleware(JournalMiddleware, journal=server.journal)  # one-piece replies journaled before sent
+    if server.journal is not None:  # one-piece replies are journaled before they are sent
+        app.add_middleware(JournalMiddleware, journal=server.journal)
     if emit_access_log is None:
         configure_access_logger()
     app.add_middleware(AccessLogMiddleware, fmt=settings.log_format, log_prompts=settings.log_prompts,
@@ -89,6 +85,18 @@ def create_app(
         app.include_router(importlib.import_module(f"gptoss_cli.serve.openai.endpoints.{name}").router)
     openapi.install(app, bearer=server.keys is not None)
     return app
+
+
+def _journal_run(server: ServerState, *, started: bool) -> None:
+    """The journal's ``start`` record when the server starts, its ``stop`` record when it stops."""
+    if server.journal is None:
+        return
+    if not started:
+        server.journal.stopped()
+        return
+    keys = server.keys.named if server.keys is not None else 0
+    server.journal.started(version=_version(), model=server.settings.served_model_name,
+                           engine=server.settings.engine, keys=keys)
 
 
 def _after_request(server: ServerState) -> list[Callable[[Any], None]]:
