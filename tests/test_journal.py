@@ -109,8 +109,9 @@ def test_rotation_keeps_one_chain_across_files_and_restarts(tmp_path):
     path = tmp_path / "j.jsonl"
     write(path, 12, max_bytes=600)
     write(path, 3, max_bytes=600)  # a restart continues after the last record
-    files = sorted(p.name for p in tmp_path.iterdir())
+    files = sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".head")
     assert len(files) > 3 and all(p.stat().st_size <= 600 for p in tmp_path.iterdir())
+    assert (tmp_path / "j.jsonl.head").is_file()
     report = verify_journal([path])
     assert report.ok and report.records == 15 and report.last_seq == 15 and len(report.files) == len(files)
     assert report.files[-1] == str(path) and report.files[0].endswith(f".{len(files) - 1}")
@@ -229,9 +230,24 @@ def test_a_rotation_that_cannot_create_the_new_file_is_retried_without_shifting_
             break
     assert not w.healthy and not path.exists()
     assert not w.probe() and not w.probe()  # tried again: nothing shifts further
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["j.jsonl.1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["j.jsonl.1", "j.jsonl.head"]
     blocked[0] = False
     assert w.probe() and w.append({"kind": "request"})
     w.close()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["j.jsonl", "j.jsonl.1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["j.jsonl", "j.jsonl.1", "j.jsonl.head"]
     assert verify_journal([path]).ok
+
+
+def test_lines_cut_from_the_end_show_against_the_head_file(journal):
+    path, lines = journal
+    head = path.with_name("journal.jsonl.head")
+    assert json.loads(head.read_bytes()) == {"seq": 8, "hash": json.loads(lines[-1])["hash"]}
+    assert problem(path, lines[:-1]) == ("deleted", 8)
+    assert "record seq 8 is missing at the end" in verify_journal([path]).problem.message
+    assert problem(path, lines[:5]) == ("deleted", 6)
+    with pytest.raises(CouldNotRun, match="records were removed"):
+        JournalWriter(path).open()  # a restart does not paper over the cut
+    lines[-1] = resealed(lines[-1], status=500)  # the last record rewritten, hash and all
+    assert problem(path, lines) == ("edited", 8)
+    head.unlink()  # a copy without its head: the cut end cannot be seen
+    assert problem(path, lines[:-1]) is None

@@ -152,3 +152,11 @@ def test_the_window_slides():
     now[0] += 50
     quota.admit(who)
     quota.admit(Identity("unlimited"))
+
+
+def test_the_ready_curl_asks_for_a_named_key_without_showing_one(tmp_path):
+    from gptoss_cli.serve.runtime import example_curl
+
+    curl = example_curl(ServeSettings(keys_file=tmp_path / "keys.json"), "http://127.0.0.1:8000")
+    assert "'Authorization: Bearer <a key from gptoss keys add>'" in curl
+    assert "Authorization" not in example_curl(ServeSettings(), "http://127.0.0.1:8000")

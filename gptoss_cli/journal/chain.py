@@ -8,7 +8,8 @@ before it; ``GENESIS`` for the very first) and last ``hash``::
 ``hash`` is the SHA-256 of the line's own bytes up to ``,"hash":`` followed by ``}`` — that is, of the record as it
 would read without its hash field — so the check is byte-exact (no re-serialising). Editing any byte of a line
 breaks its own hash; recomputing that hash breaks the ``prev`` of the line after it; deleting, inserting or
-reordering lines breaks ``seq`` and ``prev``. The standard library only.
+reordering lines breaks ``seq`` and ``prev``; cutting lines from the end shows against FILE.head. The standard
+library only.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 GENESIS = "0" * 64
@@ -65,6 +67,29 @@ def unseal(line: bytes) -> Sealed:
     return Sealed(fields, claimed, hashlib.sha256(body).hexdigest() == claimed)
 
 
+HEAD_SIZE = 128
+
+
+def head_path(journal: Path) -> Path:
+    """FILE.head: the last ``seq`` and ``hash`` written to FILE's chain, overwritten in place after each record —
+    the one thing that shows records cut from the end of the newest file."""
+    return journal.with_name(journal.name + ".head")
+
+
+def head_bytes(seq: int, digest: str) -> bytes:
+    return json.dumps({"seq": seq, "hash": digest}).encode("ascii").ljust(HEAD_SIZE - 1) + b"\n"
+
+
+def read_head(journal: Path) -> tuple[int, str] | None:
+    """FILE.head's ``(seq, hash)``, or None when there is none (or it cannot be read as one)."""
+    try:
+        data = json.loads(head_path(journal).read_bytes())
+        seq, digest = data["seq"], data["hash"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return (seq, digest) if isinstance(seq, int) and isinstance(digest, str) else None
+
+
 def sha256_text(text: str | None) -> str | None:
     """The hex SHA-256 of ``text`` as UTF-8 (None for None): how prompts and completions are journaled."""
     if text is None:
@@ -72,4 +97,5 @@ def sha256_text(text: str | None) -> str | None:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-__all__ = ["GENESIS", "Sealed", "seal", "sha256_text", "unseal"]
+__all__ = ["GENESIS", "HEAD_SIZE", "Sealed", "head_bytes", "head_path", "read_head", "seal", "sha256_text",
+           "unseal"]

@@ -12,8 +12,9 @@ next ``seq`` and link (``prev``) to the line before it; the first line of the ch
   a ``seq`` already seen);
 - ``reordered``: the line belongs elsewhere in the chain (its predecessor or the expected record comes later).
 
-What a hash chain cannot show: records cut from the end of the newest file (compare ``last_seq`` with what you
-expect, e.g. the server's ``stop`` record or the ``seq`` in a later copy).
+Records cut from the end of the newest file break no link: they show against FILE.head (the last ``seq`` and
+``hash`` the writer reached, kept next to FILE) as ``deleted``. Without FILE.head (a copy of the journal alone), compare
+``last_seq`` with what you expect.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Iterable
 
 from gptoss_cli.errors import UsageError
-from gptoss_cli.journal.chain import GENESIS, Sealed, unseal
+from gptoss_cli.journal.chain import GENESIS, Sealed, head_path, read_head, unseal
 
 _ROTATED = re.compile(r"^(?P<base>.+)\.(?P<n>\d+)$")
 
@@ -90,7 +91,7 @@ def verify_journal(paths: Iterable[Path]) -> JournalReport:
     for ln in lines:
         kind = str((ln.record.fields or {}).get("kind", "?"))
         kinds[kind] = kinds.get(kind, 0) + 1
-    problem = first_problem(lines)
+    problem = first_problem(lines) or _against_head(files[-1], lines)
     last = lines[-1].record if lines else None
     return JournalReport(names, len(lines), last.seq if last else None, last.hash if last else None, problem, kinds)
 
@@ -163,6 +164,24 @@ def _classify(lines: list[_Line], i: int, want_seq: int, want_prev: str | None) 
         return _problem("deleted", ln, f"{_gap(want_seq, rec.seq)} missing before this line")
     return _problem("edited", ln, f"the record does not link to the one before it (seq {rec.seq}, "
                     f"expected {want_seq})")
+
+
+def _against_head(newest: Path, lines: list[_Line]) -> Problem | None:
+    """Records cut from the end of the newest file show only against FILE.head (when it is there)."""
+    head = read_head(newest) if not _ROTATED.match(newest.name) else None
+    if head is None:
+        return None
+    seq, digest = head
+    last = lines[-1].record.seq if lines else 0
+    if last is not None and seq > last:
+        count = sum(1 for ln in lines if ln.file == str(newest))
+        where = _Line(str(newest), count + 1, Sealed(None, None, False))
+        return Problem("deleted", where.file, where.number, last + 1, f"{_gap(last + 1, seq + 1)} missing at the "
+                       f"end ({head_path(newest).name} says the journal reached seq {seq})")
+    match = next((ln for ln in lines if ln.record.seq == seq), None)
+    if match is not None and match.record.hash != digest:
+        return _problem("edited", match, f"the record differs from the one {head_path(newest).name} recorded")
+    return None
 
 
 def _gap(first: int, upto: int) -> str:

@@ -5,7 +5,8 @@
 - **Rotation keeps the chain**: past ``max_bytes`` FILE.N becomes FILE.N+1 (…), FILE becomes FILE.1 and a new FILE
   starts whose first record's ``prev`` is the last hash of FILE.1 and whose ``seq`` continues. Nothing is deleted.
 - **Restart keeps the chain**: opening reads the last record of FILE (or of FILE.1 when FILE is new) and continues
-  after it; a damaged last line refuses to open (``CouldNotRun``) instead of silently starting a second chain.
+  after it; a damaged last line refuses to open (``CouldNotRun``) instead of silently starting a second chain, and
+  so does a FILE that ends before the ``seq`` FILE.head (rewritten in place after every record) says it reached.
 - **A failed write** (disk full, I/O error) leaves no partial line (the file is cut back to its previous size), puts
   the writer in the failed state (``healthy`` is False) and counts the record as lost. The first write that works
   again first appends a ``{"kind":"journal","event":"resumed",...}`` record saying what was lost and since when,
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from gptoss_cli.errors import CouldNotRun
-from gptoss_cli.journal.chain import GENESIS, seal, unseal
+from gptoss_cli.journal.chain import GENESIS, head_bytes, head_path, read_head, seal, unseal
 
 log = logging.getLogger("gptoss.journal")
 _BLOCK = 64 * 1024
@@ -47,6 +48,7 @@ class JournalWriter:
         self._write = write  # os.write; tests inject failures here
         self._lock = threading.Lock()
         self._fd: int | None = None
+        self._head_fd: int | None = None
         self._size = 0
         self._regular = True
         self.seq = 0
@@ -73,7 +75,28 @@ class JournalWriter:
                 tail = self._last_line(rotated(self.path, 1))
             if tail is not None:
                 self._continue_after(tail)
+            self._open_head()
         return self
+
+    def _open_head(self) -> None:
+        head = read_head(self.path)
+        if head is not None and head[0] > self.seq:
+            self.close()
+            raise CouldNotRun(f"the journal {self.path} ends at seq {self.seq} but {head_path(self.path).name} "
+                              f"says it reached seq {head[0]}: records were removed",
+                              hint=f"run `gptoss journal verify {self.path}`, then move the files aside")
+        try:
+            self._head_fd = os.open(head_path(self.path), os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            self._head_fd = None  # the chain still works; only a cut end would go unseen
+        self._write_head()
+
+    def _write_head(self) -> None:
+        if self._head_fd is not None and self.seq:
+            try:
+                os.pwrite(self._head_fd, head_bytes(self.seq, self.last_hash), 0)
+            except OSError:
+                pass
 
     def _continue_after(self, line: bytes) -> None:
         record = unseal(line)
@@ -160,6 +183,7 @@ class JournalWriter:
         self.seq += 1
         self.last_hash = digest
         self._size += len(line)
+        self._write_head()
         return True
 
     def _write_all(self, line: bytes) -> None:
@@ -208,6 +232,9 @@ class JournalWriter:
                 pass
             os.close(self._fd)
             self._fd = None
+            if self._head_fd is not None:
+                os.close(self._head_fd)
+                self._head_fd = None
 
 
 __all__ = ["JournalWriter", "rotated", "utc_now"]
