@@ -63,12 +63,13 @@ def test_every_v1_request_is_one_chained_line_with_hashes_not_text(tmp_path):
     rows = records(journal)
     assert [r["kind"] for r in rows] == ["start", "request", "request", "request", "request", "stop"]
     chat, stream, completion, refused = rows[1:5]
-    assert (chat["key"], chat["user"], chat["model"], chat["status"]) == ("dify", "alice@example", "gpt-oss-20b", 200)
-    assert chat["prompt_tokens"] > 0 and chat["completion_tokens"] > 0 and chat["rules"] == []
+    assert (chat["key_name"], chat["user"], chat["model"]) == ("dify", "alice@example", "gpt-oss-20b")
+    assert chat["status"] == 200
+    assert chat["prompt_tokens"] > 0 and chat["completion_tokens"] > 0 and chat["rule_ids"] == []
     assert chat["prompt_sha256"] == sha(json.dumps(USER_HI, separators=(",", ":"), sort_keys=True))
     assert chat["completion_sha256"] == sha("Hello there!") == stream["completion_sha256"]
     assert completion["route"] == "/v1/completions" and completion["prompt_sha256"] == sha("Say hi")
-    assert (refused["status"], refused["key"], refused["prompt_sha256"]) == (401, None, None)
+    assert (refused["status"], refused["key_name"], refused["prompt_sha256"]) == (401, None, None)
     assert "prompt" not in chat and "Hello there!" not in journal.read_text() and key not in journal.read_text()
     assert [r["seq"] for r in rows] == list(range(1, 7)) and verify_journal([journal]).ok
 
@@ -90,10 +91,10 @@ def test_policy_decisions_get_their_own_lines_before_the_request(tmp_path):
     journal.record(RequestRecord(id="not-v1", method="GET", path="/health"))  # not journaled
     journal.stopped()
     rows = records(tmp_path / "j.jsonl")
-    assert [(r["kind"], r.get("rule")) for r in rows] == [("policy", "no-secrets"), ("policy", "pii.email"),
+    assert [(r["kind"], r.get("rule_id")) for r in rows] == [("policy", "no-secrets"), ("policy", "pii.email"),
                                                          ("request", None), ("stop", None)]
-    assert rows[0]["id"] == rows[2]["id"] == "req-1" and rows[0]["policy"] == "strict"
-    assert rows[2]["rules"] == ["no-secrets", "pii.email"] and rows[2]["status"] == 403
+    assert rows[0]["request_id"] == rows[2]["request_id"] == "req-1" and rows[0]["policy"] == "strict"
+    assert rows[2]["rule_ids"] == ["no-secrets", "pii.email"] and rows[2]["status"] == 403
 
 
 class Disk:

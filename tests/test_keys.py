@@ -121,3 +121,5 @@ def test_cli_defaults_to_the_home_keys_file_and_reports_bad_input(tmp_path, monk
     assert dup.exit_code == 2 and "exists already" in dup.stderr and doc["key"] not in dup.output
     assert _run("keys", "revoke", "nobody").exit_code == 2
     assert _run("keys", "add", "x", "--rpm", "0").exit_code == 2
+    r = _run("--json", "keys", "add", "many", "--models", "a,b", "--model", "c", "--tokens-per-minute", "9")
+    assert json.loads(r.stdout)["models"] == ["a", "b", "c"] and json.loads(r.stdout)["tpm"] == 9

@@ -36,9 +36,12 @@ def add(
     ctx: typer.Context,
     name: NameArg,
     model: Annotated[Optional[list[str]], typer.Option(
-        "--model", help="A model name this key may use (repeatable). (default: every served model)")] = None,
-    rpm: Annotated[Optional[int], typer.Option(min=1, help="Requests per minute (sliding window).")] = None,
-    tpm: Annotated[Optional[int], typer.Option(min=1, help="Tokens per minute (prompt + completion).")] = None,
+        "--model", "--models", help="Model names this key may use (repeatable or comma-separated). "
+        "(default: every served model)")] = None,
+    rpm: Annotated[Optional[int], typer.Option("--rpm", "--requests-per-minute", min=1,
+                                               help="Requests per minute (sliding window).")] = None,
+    tpm: Annotated[Optional[int], typer.Option("--tpm", "--tokens-per-minute", min=1,
+                                               help="Tokens per minute (prompt + completion).")] = None,
     policy: Annotated[Optional[str], typer.Option(help="Policy name or file applied to this key's requests.")] = None,
     keys_file: KeysFileOpt = None,
 ) -> None:
@@ -47,7 +50,8 @@ def add(
 
     out = output_for(ctx)
     path = _path(ctx, keys_file)
-    entry, key = add_key(path, name, models=model or (), rpm=rpm, tpm=tpm, policy=policy)
+    models = [m for given in model or () for m in given.split(",")]
+    entry, key = add_key(path, name, models=models, rpm=rpm, tpm=tpm, policy=policy)
     data = {**entry.public(), "key": key, "keys_file": str(path)}
 
     def human(console: Console) -> None:

@@ -1,13 +1,12 @@
 """``--journal FILE``: one sealed, chained JSON line (``gptoss_cli/journal/``) per ``/v1/`` request and per policy
-decision, written when the response is over (the access log's end-of-request point), plus ``start`` and ``stop``
-records for the server itself.
+decision, plus ``start`` and ``stop`` records for the server itself.
 
-A request line: ``ts kind=request id method route status key policy user model client prompt_tokens
-completion_tokens latency_ms cache rules prompt_sha256 completion_sha256`` (+ ``error``; + ``prompt`` and
+A request line: ``ts kind=request request_id method route status key_name policy user model client prompt_tokens
+completion_tokens latency_ms cache rule_ids prompt_sha256 completion_sha256`` (+ ``error``; + ``prompt`` and
 ``completion`` with ``--journal-prompts``). The key is named, never shown. ``prompt`` is the request's ``messages``
 (chat; compact JSON, keys sorted) or ``prompt`` (completions: the string, else its compact JSON); ``completion`` is
 the answer's text as sent (``content`` or ``text``, tool calls as their compact JSON after it). A policy decision
-line (``kind=policy``) names the request, the key, the policy and the rule id, before the request's own line.
+line (``kind=policy``: ``request_id key_name policy rule_id``) comes just before the request's own line.
 
 A reply sent in one piece is journaled just before it leaves (``journal_middleware.py``), a streamed one when it
 ends. When a record cannot be written (disk full, I/O error), ``--journal-on-error refuse`` (the default) turns that
@@ -98,17 +97,19 @@ class Journal:
         rules = [str(r) for r in (getattr(rec, "policy_hits", None) or ())]
         ok = True
         for rule in rules:
-            ok = self.writer.append({"ts": utc_now(), "kind": "policy", "id": rec.id, "key": rec.key_name,
-                                     "policy": rec.policy_name, "rule": rule}, record_id=rec.id) and ok
+            decision = {"ts": utc_now(), "kind": "policy", "request_id": rec.id, "key_name": rec.key_name,
+                        "policy": rec.policy_name, "rule_id": rule}
+            ok = self.writer.append(decision, record_id=rec.id) and ok
         return self.writer.append(self.request_fields(rec, rules), record_id=rec.id) and ok
 
     def request_fields(self, rec: RequestRecord, rules: list[str]) -> dict[str, Any]:
         fields: dict[str, Any] = {
-            "ts": utc_now(), "kind": "request", "id": rec.id, "method": rec.method, "route": rec.path[:200],
-            "status": rec.status, "key": rec.key_name, "policy": rec.policy_name, "user": rec.user,
+            "ts": utc_now(), "kind": "request", "request_id": rec.id, "method": rec.method,
+            "route": rec.path[:200],
+            "status": rec.status, "key_name": rec.key_name, "policy": rec.policy_name, "user": rec.user,
             "model": rec.model, "client": rec.client, "prompt_tokens": rec.prompt_tokens,
             "completion_tokens": rec.completion_tokens, "latency_ms": round(_latency(rec) * 1000, 1),
-            "cache": None if rec.cache_hit is None else ("hit" if rec.cache_hit else "miss"), "rules": rules,
+            "cache": None if rec.cache_hit is None else ("hit" if rec.cache_hit else "miss"), "rule_ids": rules,
             "prompt_sha256": sha256_text(rec.prompt_text), "completion_sha256": sha256_text(rec.completion_text),
         }
         if rec.error:

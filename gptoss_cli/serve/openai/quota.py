@@ -99,9 +99,13 @@ def _pruned(window: deque, now: float, *, tokens: bool = False) -> deque:
 
 
 def _metrics(registry: Any) -> tuple[Any, Any, Any]:
+    """The per-key counters on ``registry`` (made once per registry: two apps may share one ``ServeMetrics``)."""
     from prometheus_client import Counter
 
-    return (
+    made = getattr(registry, "_gptoss_key_metrics", None)
+    if made is not None:
+        return made
+    made = (
         Counter("gptoss_key_requests", "Requests answered, by API key name and HTTP status", ["key", "status"],
                 registry=registry),
         Counter("gptoss_key_tokens", "Tokens used, by API key name (prompt, completion)", ["key", "kind"],
@@ -109,6 +113,8 @@ def _metrics(registry: Any) -> tuple[Any, Any, Any]:
         Counter("gptoss_key_rate_limited", "Requests refused by a key's rpm/tpm limit", ["key", "limit"],
                 registry=registry),
     )
+    registry._gptoss_key_metrics = made
+    return made
 
 
 __all__ = ["WINDOW", "Quota", "RateLimited"]
