@@ -16,7 +16,8 @@ from gptoss_cli.cli._options import output_for
 from gptoss_cli.cli._plain import PlainCommand, PlainGroup
 from gptoss_cli.errors import CheckFailed
 
-app = typer.Typer(help="The tamper-evident request journal of gptoss serve --journal.", no_args_is_help=True,
+app = typer.Typer(help="Check the tamper-evident request journal of gptoss serve --journal (gptoss audit is the "
+                  "dependency audit).", no_args_is_help=True,
                   rich_markup_mode=None, cls=PlainGroup)
 
 
