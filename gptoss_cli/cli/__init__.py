@@ -35,6 +35,8 @@ COMMANDS: dict[str, str] = {
     "audit": "gptoss_cli.cli.audit:audit",
     "bundle": "gptoss_cli.cli.bundle:app",
     "dify-register": "gptoss_cli.cli.dify:dify_register",
+    "keys": "gptoss_cli.cli.keys:app",
+    "journal": "gptoss_cli.cli.journal:app",
     "config": "gptoss_cli.cli.config_cmd:app",
 }
 

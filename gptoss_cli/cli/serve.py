@@ -94,6 +94,17 @@ def serve(
         Optional[Path], typer.Option(help="Policy file (TOML): block/redact input, redact/stop output, glossary; "
                                      "SIGHUP reloads it.", show_default=False)
     ] = None,
+    keys_file: Annotated[Optional[Path], typer.Option(
+        help="Named API keys (gptoss keys add). (default: <home>/keys.json when it exists)")] = None,
+    journal: Annotated[Optional[Path], typer.Option(
+        help="Append a tamper-evident journal line per request here (check: gptoss journal verify).")] = None,
+    journal_max_bytes: Annotated[Optional[str], typer.Option(
+        help="Rotate the journal past this size (FILE.1, FILE.2, ...), e.g. 100MiB. (default: never)")] = None,
+    journal_on_error: Annotated[Optional[str], typer.Option(
+        autocompletion=offer("gptoss_cli.serve.openai.journaling:ON_ERROR"),
+        help="Journal unwritable (disk full): refuse requests (503) or continue unlogged. (default: refuse)")] = None,
+    journal_prompts: Annotated[Optional[bool], typer.Option(
+        "--journal-prompts", help="Full prompt and completion text in the journal (default: SHA-256 only).")] = None,
     engine_kind: Annotated[
         Optional[str], typer.Option("--engine", autocompletion=offer("gptoss_cli.serve.engines.build:ENGINES"),
                                     help="transformers (in process), vllm (supervised child) or "
@@ -135,6 +146,8 @@ def serve(
         "serve.drain_timeout": drain_timeout, "serve.cache_url": cache_url, "serve.cache": cache,
         "serve.log_format": log_format, "serve.log_prompts": log_prompts, "serve.engine": engine_kind,
         "serve.policy": policy,
+        "serve.keys_file": keys_file, "serve.journal": journal, "serve.journal_max_bytes": journal_max_bytes,
+        "serve.journal_on_error": journal_on_error, "serve.journal_prompts": journal_prompts,
         "serve.upstream_url": upstream_url, "serve.upstream_api_key_env": upstream_api_key_env,
         "serve.upstream_model": upstream_model, "serve.tensor_parallel_size": tensor_parallel_size,
         "serve.pipeline_parallel_size": pipeline_parallel_size,
@@ -170,7 +183,7 @@ def _start(settings: Settings, model_dir: Optional[Path], *, demo: bool, skip_ve
         raise UsageError("--engine upstream serves the upstream's model: drop MODEL_DIR")
     folder = _model_folder(model_dir, settings) if not demo and kind != "upstream" else None
     listen = normalise_host(settings["serve.host"])
-    if not host_is_loopback(listen) and not settings.get("serve.api_key"):
+    if not host_is_loopback(listen) and not settings.get("serve.api_key") and not _keys_file(settings):
         out.warn(f"listening on {listen} (beyond this machine) without an API key: anyone who can "
                  "reach it can use the model; set GPTOSS_API_KEY")
     sock = bind(listen, settings["serve.port"])  # before verify and load: "address in use" fails at once
@@ -178,6 +191,11 @@ def _start(settings: Settings, model_dir: Optional[Path], *, demo: bool, skip_ve
         _serve_on(sock, settings, kind, folder, demo=demo, skip_verify=skip_verify, out=out)
     finally:
         sock.close()
+
+
+def _keys_file(settings: Settings) -> Optional[Path]:
+    path = settings.get("serve.keys_file") or settings.home / "keys.json"
+    return path if settings.get("serve.keys_file") or path.is_file() else None
 
 
 class JsonLogOutput(Output):
@@ -242,7 +260,7 @@ def _serve_on(sock: Any, settings: Settings, kind: str, folder: Optional[Path], 
     out.info(f"gptoss: loading {folder} ..." if kind == "transformers" else f"gptoss: starting {engine.description}")
     runtime.run(engine, on_ready=lambda: _ready(out, ready_line(serve_settings, url, engine.description, key_source), {
         "model": serve_settings.served_model_name, "aliases": list(serve_settings.aliases),
-        "engine": engine.description, "url": f"{url}/v1", "api_key_required": bool(serve_settings.api_key)}))
+        "engine": engine.description, "url": f"{url}/v1", "api_key_required": bool(serve_settings.api_key or serve_settings.keys_file)}))
 
 
 def _exit_soon(grace: float = 5.0) -> None:

@@ -139,6 +139,23 @@ def _policy(value: Any) -> str | None:
     except PolicyError as exc:
         return f"is not a usable policy file ({exc})"
     return None
+def _journal_size(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        size = parse_size(value)
+    except ValueError:
+        return "must be a size such as 100MiB"
+    return None if size >= 4096 else "must be at least 4KiB"
+
+
+def _journal_path(value: Any) -> str | None:
+    from pathlib import Path
+
+    if value is None:
+        return None
+    path = Path(value)
+    return None if path.parent.is_dir() and not path.is_dir() else "must be a file in an existing folder"
 
 
 def _names(value: Any) -> str | None:
@@ -180,6 +197,9 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "log_format": _one_of(LOG_FORMATS),
     "policy": _policy,
     "engine": _engine,
+    "journal": _journal_path,
+    "journal_max_bytes": _journal_size,
+    "journal_on_error": _one_of(("refuse", "continue")),
     "upstream_url": _upstream_url,
     "tensor_parallel_size": _int_between(1),
     "pipeline_parallel_size": _int_between(1),

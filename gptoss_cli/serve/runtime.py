@@ -63,6 +63,8 @@ def example_curl(settings: ServeSettings, url: str, key_source: str = "env:GPTOS
         else:
             where = "--api-key" if key_source == "flag" else "serve.api_key"
             auth = " -H " + shlex.quote(f"Authorization: Bearer <the {where} value>")
+    elif settings.keys_file:
+        auth = " -H " + shlex.quote("Authorization: Bearer <a key from gptoss keys add>")
     return " ".join(shlex.quote(p) for p in parts) + auth + " -d " + shlex.quote(body)
 
 

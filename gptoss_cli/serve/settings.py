@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 from gptoss_cli.config import Secret, Settings, read_env
@@ -48,6 +49,12 @@ class ServeSettings:
     log_format: str = "text"
     log_prompts: bool = False
     policy: str | None = None  # --policy FILE (serve/policy/): checked when set, loaded by the app
+    # Named API keys and the request journal (openai/keyring.py, openai/journaling.py).
+    keys_file: Path | None = None  # from_config: <home>/keys.json when it exists
+    journal: Path | None = None
+    journal_max_bytes: str | int | None = None  # rotate past this size (None: never)
+    journal_on_error: str = "refuse"  # refuse (503) | continue
+    journal_prompts: bool = False  # full prompt and completion text in the journal, not only their SHA-256
     # The engine (engines/build.py).
     engine: str = "transformers"  # transformers | vllm | upstream
     device: str = "auto"
@@ -94,6 +101,8 @@ class ServeSettings:
             if name in values:
                 values[name] = tuple(values[name])
         values["upstream_api_key"] = _upstream_key(settings, env)
+        if values.get("keys_file") is None and (settings.home / "keys.json").is_file():
+            values["keys_file"] = settings.home / "keys.json"  # where `gptoss keys add` writes by default
         given = {k: v for k, v in overrides.items() if v is not None}
         values.update(given)
         if values.get("engine", "transformers") != "transformers":

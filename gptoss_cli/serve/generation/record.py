@@ -27,6 +27,15 @@ class RequestRecord:
     prompt_ids: Sequence[int] | None = None
     completion_ids: list[int] | None = None
     latency: float | None = None
+    # Who asked and for what (the guard and the endpoints' admission, openai/guard.py + openai/admission.py), and
+    # what the journal hashes (openai/journaling.py): the key's name (never the key), its policy, Dify's ``user``.
+    key_name: str | None = None
+    policy_name: str | None = None
+    user: str | None = None
+    model: str | None = None
+    journaled: bool = False  # a /v1/ request while --journal is on: prompt and completion text are collected
+    prompt_text: str | None = None
+    completion_text: str | None = None
     disconnected: asyncio.Future | None = None  # completes when the client goes away
     policy_hits: list[str] = field(default_factory=list)  # ids of the policy rules this request hit, in order
 

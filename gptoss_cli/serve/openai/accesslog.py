@@ -10,8 +10,9 @@
   away — also for non-streaming requests, which Starlette never cancels; the pipeline stops the generation then;
 - when the response is over (or the client went away: status 499), writes one line and feeds the metrics.
 
-Fields: ``ts id method route status prompt_tokens completion_tokens latency_ms ttft_ms cache client`` (+ ``error``,
-and ``policy``: the ids of the ``--policy`` rules the request hit).
+Fields: ``ts id method route status prompt_tokens completion_tokens latency_ms ttft_ms cache client key``
+(+ ``error``, and ``policy``: the ids of the ``--policy`` rules the request hit); ``key`` is the API key's name, never
+the key. ``on_finish`` callbacks (per-key usage, the journal) get the finished record after the line is written.
 The route is the path only: the query string is never logged. Prompt and completion text appear only with
 ``log_prompts=True`` (``--log-prompts``); privacy is the default.
 """
@@ -63,6 +64,7 @@ def format_line(rec: RequestRecord, fmt: str = "text", decode: Callable[[Sequenc
         "ttft_ms": round(rec.ttft * 1000, 1) if rec.ttft is not None else None,
         "cache": None if rec.cache_hit is None else ("hit" if rec.cache_hit else "miss"),
         "client": rec.client,
+        "key": rec.key_name,
     }
     if rec.error:
         data["error"] = rec.error
@@ -139,6 +141,7 @@ class AccessLogMiddleware:
         metrics: Any = None,
         decode: Callable[[Sequence[int]], str] | None = None,
         emit: Callable[[str], None] | None = None,
+        on_finish: Sequence[Callable[[RequestRecord], None]] = (),
     ) -> None:
         if fmt not in LOG_FORMATS:
             raise ValueError("log format must be text or json")
@@ -148,6 +151,7 @@ class AccessLogMiddleware:
         self.metrics = metrics
         self.decode = decode
         self.emit = emit or logging.getLogger(ACCESS_LOGGER).info
+        self.on_finish = tuple(on_finish)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -209,6 +213,11 @@ class AccessLogMiddleware:
             self.emit(format_line(rec, self.fmt, self.decode, self.log_prompts))
         except Exception:  # noqa: BLE001 - nor may logging
             pass
+        for finish in self.on_finish:
+            try:
+                finish(rec)
+            except Exception:  # noqa: BLE001 - nor anything else after the response
+                logging.getLogger("gptoss.serve").exception("after-request hook failed")
 
 
 __all__ = [

@@ -2,8 +2,9 @@
 
 It builds the ``ServerState`` once (``openai/state.py``: scheduler, cache, metrics and the one pipeline every request
 takes), keeps it on ``app.state.server``, and adds, outermost first: the access log (``openai/accesslog.py``), the
-no-reasoning mount (``openai/no_reasoning.py``), the API-key and body-size guard (``openai/guard.py``), then one
-router per endpoint (``openai/endpoints/``) and the error handlers (``openai/handlers.py``).
+journal (``openai/journal_middleware.py``, with ``--journal``), the no-reasoning mount (``openai/no_reasoning.py``),
+the API-key and body-size guard (``openai/guard.py``), then one router per endpoint (``openai/endpoints/``) and the
+error handlers (``openai/handlers.py``).
 
 The engine starts in the lifespan handler: a token engine's ``load()`` in a daemon thread (``/ready`` is 503 until
 it ends), a request-level engine's ``start()`` on the loop. ``on_ready`` / ``on_load_error`` are called on the event
@@ -45,17 +46,20 @@ def create_app(
     from gptoss_cli.serve.openai.accesslog import AccessLogMiddleware, configure_access_logger
     from gptoss_cli.serve.openai.endpoints import ROUTERS
     from gptoss_cli.serve.openai.guard import GuardMiddleware
+    from gptoss_cli.serve.openai.journal_middleware import JournalMiddleware
     from gptoss_cli.serve.openai.no_reasoning import NoReasoningMiddleware
 
     server = build_state(settings, engine, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _journal_run(server, started=True)
         task = asyncio.create_task(_start(server, on_ready, on_load_error))
         try:
             yield
         finally:
             await _stop(server, task)
+            _journal_run(server, started=False)
 
     app = FastAPI(
         title="gptoss",
@@ -67,16 +71,38 @@ def create_app(
     )
     app.state.server = server
     handlers.install(app)
-    app.add_middleware(GuardMiddleware, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(GuardMiddleware, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes,
+                       keys=server.keys, journal=server.journal)
     app.add_middleware(NoReasoningMiddleware)  # /no-reasoning/v1/* = /v1/* minus reasoning
+    if server.journal is not None:  # one-piece replies are journaled before they are sent
+        app.add_middleware(JournalMiddleware, journal=server.journal)
     if emit_access_log is None:
         configure_access_logger()
     app.add_middleware(AccessLogMiddleware, fmt=settings.log_format, log_prompts=settings.log_prompts,
-                       metrics=server.metrics, decode=_decoder(server), emit=emit_access_log)  # outermost
+                       metrics=server.metrics, decode=_decoder(server), emit=emit_access_log,
+                       on_finish=_after_request(server))  # outermost
     for name in ROUTERS:
         app.include_router(importlib.import_module(f"gptoss_cli.serve.openai.endpoints.{name}").router)
-    openapi.install(app, bearer=settings.api_key is not None)
+    openapi.install(app, bearer=server.keys is not None)
     return app
+
+
+def _journal_run(server: ServerState, *, started: bool) -> None:
+    """The journal's ``start`` record when the server starts, its ``stop`` record when it stops."""
+    if server.journal is None:
+        return
+    if not started:
+        server.journal.stopped()
+        return
+    keys = server.keys.named if server.keys is not None else 0
+    server.journal.started(version=_version(), model=server.settings.served_model_name,
+                           engine=server.settings.engine, keys=keys)
+
+
+def _after_request(server: ServerState) -> list[Callable[[Any], None]]:
+    """Per-key usage (tokens spent against tpm, per-key metrics), then the journal's record."""
+    hooks: list[Callable[[Any], None]] = [server.quota.finished] if server.quota is not None else []
+    return hooks + ([server.journal.record] if server.journal is not None else [])
 
 
 def _decoder(server: ServerState) -> Callable[[Sequence[int]], str]:

@@ -1,18 +1,24 @@
 """Request guards that run before any route: API-key check, then the body-size limit (pure ASGI, cheap).
 
-- API key (when configured): ``/v1/*`` needs ``Authorization: Bearer <key>``, compared in constant time
-  (``hmac.compare_digest``). ``/health``, ``/ready``, ``/openapi.json`` and ``/docs`` stay open. 401 otherwise.
+- API key (when configured: ``--api-key`` and/or the named keys of a keys file, ``openai/keyring.py``): ``/v1/*``
+  needs ``Authorization: Bearer <key>``, compared in constant time (``hmac.compare_digest``). ``/health``,
+  ``/ready``, ``/openapi.json`` and ``/docs`` stay open. 401 otherwise. The key's name (never the key) and its
+  policy go on the request's record, for the logs, metrics, limits and journal.
+- Journal (``--journal``): every ``/v1/*`` request is marked for it; while the journal cannot be written and
+  ``--journal-on-error refuse`` is in force, it is answered 503 (``openai/journaling.py``).
 - Body size: a declared ``Content-Length`` over the limit is refused at once; a chunked body is read up to the limit
   and refused as soon as it passes it (413). The accepted body is handed on unchanged.
 """
 
 from __future__ import annotations
 
-import hmac
 from typing import Any, Awaitable, Callable
 
 from gptoss_cli.config import Secret
 from gptoss_cli.serve.errors import APIError, BadRequest, BodyTooLarge, Unauthorized
+from gptoss_cli.serve.generation.record import current_record
+from gptoss_cli.serve.openai.journaling import Journal, JournalUnavailable
+from gptoss_cli.serve.openai.keyring import KeyRing
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -31,9 +37,12 @@ class GuardMiddleware:
         api_key: Secret | None,
         max_body_bytes: int,
         protected_prefix: str = "/v1/",
+        keys: KeyRing | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.app = app
-        self._key = api_key.reveal().encode("utf-8") if api_key else None
+        self._keys = keys if keys is not None else (KeyRing(None, api_key) if api_key else None)
+        self._journal = journal
         self.max_body_bytes = max_body_bytes
         self.protected_prefix = protected_prefix
 
@@ -42,8 +51,8 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            if self._key is not None and scope["path"].startswith(self.protected_prefix):
-                self._check_key(scope)
+            if scope["path"].startswith(self.protected_prefix):
+                self._check(scope)
             if scope["method"] in _BODY_METHODS:
                 receive = await self._buffered(scope, receive)
         except APIError as exc:
@@ -53,14 +62,26 @@ class GuardMiddleware:
             return
         await self.app(scope, receive, send)
 
-    def _check_key(self, scope: Scope) -> None:
+    def _check(self, scope: Scope) -> None:
+        rec = current_record()
+        if rec is not None and self._journal is not None:
+            rec.journaled = True
+        if self._keys is not None:
+            self._check_key(scope, rec)
+        if self._journal is not None and not self._journal.admit():
+            raise JournalUnavailable()
+
+    def _check_key(self, scope: Scope, rec: Any) -> None:
+        assert self._keys is not None
         header = _header(scope, b"authorization")
         if header is None:
             raise Unauthorized("Missing API key: send it as 'Authorization: Bearer <key>'.")
         scheme, _, token = header.partition(b" ")
-        assert self._key is not None
-        if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._key):
+        identity = self._keys.authenticate(token.strip()) if scheme.lower() == b"bearer" else None
+        if identity is None:
             raise Unauthorized("Incorrect API key provided.")
+        if rec is not None:
+            rec.key_name, rec.policy_name = identity.name, identity.policy
 
     async def _buffered(self, scope: Scope, receive: Receive) -> Receive:
         declared = _header(scope, b"content-length")

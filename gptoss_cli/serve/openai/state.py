@@ -16,7 +16,10 @@ from gptoss_cli.serve.errors import NotReady
 from gptoss_cli.serve.generation.cache import ResponseCache, open_cache
 from gptoss_cli.serve.generation.pipeline import Pipeline
 from gptoss_cli.serve.generation.scheduler import Scheduler
+from gptoss_cli.serve.openai.journaling import Journal, open_journal
+from gptoss_cli.serve.openai.keyring import KeyRing
 from gptoss_cli.serve.openai.params import ModelInfo
+from gptoss_cli.serve.openai.quota import Quota
 from gptoss_cli.serve.settings import ServeSettings
 
 
@@ -39,6 +42,9 @@ class ServerState:
     cache: ResponseCache | None
     pipeline: Pipeline
     policy: Any = None  # a PolicyHolder (serve/policy/) with --policy, else None
+    keys: KeyRing | None = None  # --api-key and the keys file (None: no authentication)
+    quota: Quota | None = None  # the keys' rpm/tpm limits and per-key metrics
+    journal: Journal | None = None  # --journal
     status: LoadStatus = field(default_factory=LoadStatus)
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -88,7 +94,9 @@ def build_state(settings: ServeSettings, engine: Any, metrics: Any = None) -> Se
         model_id=f"{settings.served_model_name}|{getattr(engine, 'description', '')}",
         log_prompts=settings.log_prompts,
     )
-    return ServerState(settings, engine, scheduler, metrics, cache, pipeline, policy=_policy(settings, metrics))
+    keys = KeyRing(settings.keys_file, settings.api_key) if settings.keys_file or settings.api_key else None
+    return ServerState(settings, engine, scheduler, metrics, cache, pipeline, policy=_policy(settings, metrics),
+                       keys=keys, quota=Quota(metrics.registry), journal=open_journal(settings))
 
 
 def _policy(settings: ServeSettings, metrics: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from gptoss_cli.serve.openai.admission import admit, captured
 from gptoss_cli.serve.openai.endpoints.common import reply, stream_doc
 from gptoss_cli.serve.openai import policy_front
 from gptoss_cli.serve.openai.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
@@ -21,4 +22,5 @@ router = APIRouter()
 )
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     server = server_state(request)
-    return reply(await policy_front.chat(server, body, request))
+    await admit(server, body, request)  # key's models and limits; model, user, prompt on the record
+    return reply(captured(await policy_front.chat(server, body, request)))  # --policy around either front

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from gptoss_cli.serve.errors import ModelNotFound
+from gptoss_cli.serve.openai.admission import allowed_models
 from gptoss_cli.serve.openai.endpoints.common import ERRORS, json_response
 from gptoss_cli.serve.openai.fronts import front_for
 from gptoss_cli.serve.openai.protocol import ModelCard, ModelList
@@ -26,7 +27,7 @@ def _cards(server: ServerState) -> list[ModelCard]:
             max_model_len=length,
             context_length=length,
         )
-        for name in settings.model_names
+        for name in allowed_models(server, settings.model_names)  # a key with a model list sees only those
     ]
 
 
@@ -38,6 +39,6 @@ async def list_models(request: Request) -> Response:
 @router.get("/v1/models/{model_id:path}", response_model=ModelCard, responses=ERRORS, summary="Describe a model")
 async def get_model(model_id: str, request: Request) -> Response:
     server = server_state(request)
-    if model_id not in server.settings.model_names:
-        raise ModelNotFound(model_id, server.settings.model_names)
+    if model_id not in allowed_models(server, server.settings.model_names):
+        raise ModelNotFound(model_id, allowed_models(server, server.settings.model_names))
     return json_response(next(c for c in _cards(server) if c.id == model_id))
