@@ -160,3 +160,38 @@ def test_the_ready_curl_asks_for_a_named_key_without_showing_one(tmp_path):
     curl = example_curl(ServeSettings(keys_file=tmp_path / "keys.json"), "http://127.0.0.1:8000")
     assert "'Authorization: Bearer <a key from gptoss keys add>'" in curl
     assert "Authorization" not in example_curl(ServeSettings(), "http://127.0.0.1:8000")
+
+
+def test_a_key_with_its_own_policy_gets_it_and_other_keys_get_the_servers(tmp_path):
+    """``gptoss keys add --policy FILE``: that key's requests follow its policy file instead of ``--policy``; a key
+    without one follows the server's; the file is checked when the key is added (exit 2, with the line)."""
+    strict = tmp_path / "strict.toml"
+    strict.write_text('version = 1\n[[rules]]\nid = "no-secrets"\non = "input"\naction = "block"\n'
+                      'keywords = ["secret"]\n', encoding="utf-8")
+    lax = tmp_path / "lax.toml"
+    lax.write_text('version = 1\n[[rules]]\nid = "nothing"\non = "input"\naction = "block"\n'
+                   'keywords = ["zzz-never"]\n', encoding="utf-8")
+    broken = tmp_path / "broken.toml"
+    broken.write_text('version = 1\n[[rules]]\nid = "x"\non = "input"\naction = "explode"\nkeywords = ["a"]\n',
+                      encoding="utf-8")
+    path = tmp_path / "keys.json"
+    runner = CliRunner()
+    refused = runner.invoke(cli_app, ["keys", "add", "bad", "--keys-file", str(path), "--policy", str(broken)])
+    assert refused.exit_code == 2 and "broken.toml" in refused.stderr
+    added = runner.invoke(cli_app, ["keys", "add", "ward", "--keys-file", str(path), "--policy", str(strict)])
+    assert added.exit_code == 0, added.stderr
+    ward = added.stdout.strip()
+    _, other = add_key(path, "reception")
+    ask = {**ASK, "messages": [{"role": "user", "content": "tell me the secret"}]}
+    with ready_client(make_app(path, policy=str(lax))) as client:
+        blocked = client.post(CHAT, json=ask, headers=bearer(ward))
+        assert blocked.status_code == 400 and blocked.json()["error"]["code"] == "policy_violation"
+        assert "no-secrets" in blocked.json()["error"]["message"]
+        assert client.post(CHAT, json=ask, headers=bearer(other)).status_code == 200  # the server's lax policy
+        strict.write_text("this is not toml [", encoding="utf-8")  # damaged later: the loaded policy stays ...
+        assert client.post(CHAT, json=ask, headers=bearer(ward)).status_code == 400
+    fresh = tmp_path / "keys2.json"
+    entry, key = add_key(fresh, "gone", policy=str(tmp_path / "missing.toml"))  # ... and one that never loads
+    with ready_client(make_app(fresh)) as client:
+        r = client.post(CHAT, json=ASK, headers=bearer(key))
+        assert r.status_code == 500 and r.json()["error"]["code"] == "policy_unavailable"  # fail closed

@@ -42,7 +42,9 @@ def add(
                                                help="Requests per minute (sliding window).")] = None,
     tpm: Annotated[Optional[int], typer.Option("--tpm", "--tokens-per-minute", min=1,
                                                help="Tokens per minute (prompt + completion).")] = None,
-    policy: Annotated[Optional[str], typer.Option(help="Policy name or file applied to this key's requests.")] = None,
+    policy: Annotated[Optional[str], typer.Option(
+        help="Policy file (TOML, as for serve --policy) applied to this key's requests instead of the server's.")
+    ] = None,
     keys_file: KeysFileOpt = None,
 ) -> None:
     """Create a key and print it once (stdout); only its SHA-256 is stored. A running server picks it up."""
@@ -51,6 +53,7 @@ def add(
     out = output_for(ctx)
     path = _path(ctx, keys_file)
     models = [m for given in model or () for m in given.split(",")]
+    policy = _policy_file(policy)
     entry, key = add_key(path, name, models=models, rpm=rpm, tpm=tpm, policy=policy)
     data = {**entry.public(), "key": key, "keys_file": str(path)}
 
@@ -102,3 +105,20 @@ def revoke(ctx: typer.Context, name: NameArg, keys_file: KeysFileOpt = None) -> 
     entry = revoke_key(path, name)
     out.result({**entry.public(), "keys_file": str(path)},
                lambda console: out.info(f"gptoss: key {name!r} revoked in {path}"))
+
+
+def _policy_file(policy: Optional[str]) -> Optional[str]:
+    """A key's policy is a policy file, checked now (exit 2 with the line) and stored as an absolute path."""
+    if policy is None:
+        return None
+    from pathlib import Path
+
+    from gptoss_cli.errors import UsageError
+    from gptoss_cli.serve.policy.load import PolicyError, load_policy
+
+    path = Path(policy).expanduser().resolve()
+    try:
+        load_policy(str(path))
+    except PolicyError as exc:
+        raise UsageError(f"--policy {policy}: {exc}") from None
+    return str(path)

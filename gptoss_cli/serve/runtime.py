@@ -132,9 +132,10 @@ class Runtime:
             timeout_graceful_shutdown=max(1, int(settings.drain_timeout)),
             server_header=False,
         )
-        policy = app.state.server.policy  # --policy: SIGHUP reloads it (a bad file keeps the old one)
-        self._server = make_server(config, app.state.server.drain, settings.drain_timeout, on_force=self.on_force,
-                                   on_hangup=policy.reload if policy is not None else None)
+        server = app.state.server  # SIGHUP reloads the policy files (a bad file keeps the old one)
+        hangup = server.reload_policies if server.policy is not None or server.key_policies is not None else None
+        self._server = make_server(config, server.drain, settings.drain_timeout, on_force=self.on_force,
+                                   on_hangup=hangup)
         self._server.run(sockets=[self.sock])
         if self._server.forced:
             raise Interrupted("stopped by a second signal; requests still running were cut off")

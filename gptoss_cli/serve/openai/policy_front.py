@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 from gptoss_cli.serve.generation.record import current_record
@@ -19,6 +20,7 @@ from gptoss_cli.serve.openai.sse import EventStream
 from gptoss_cli.serve.openai.state import ServerState
 
 _THREAD_BYTES = 64 * 1024
+log = logging.getLogger("gptoss.serve")
 
 
 async def chat(server: ServerState, body: Any, request: Any) -> Any:
@@ -32,7 +34,7 @@ async def completion(server: ServerState, body: Any, request: Any) -> Any:
 async def _guarded(server: ServerState, kind: str, body: Any, request: Any) -> Any:
     front = front_for(server)
     call = front.chat if kind == "chat" else front.completion
-    policy = server.policy.current if server.policy is not None else None
+    policy = _policy_for(server)
     if policy is None:
         return await call(server, body, request)
     from gptoss_cli.serve.policy import OutputFilter, apply_input
@@ -52,6 +54,24 @@ async def _guarded(server: ServerState, kind: str, body: Any, request: Any) -> A
     if isinstance(value, EventStream):
         return EventStream(out.chunks(value.payloads), value.on_close)
     return out.reply(value if isinstance(value, dict) else value.model_dump())
+
+
+def _policy_for(server: ServerState) -> Any:
+    """The policy for this request: the API key's own (``gptoss keys add --policy FILE``) when it names one, else
+    the server's ``--policy``. A key's policy file that cannot be used refuses the request (fail closed)."""
+    rec = current_record()
+    named = getattr(rec, "policy_name", None) if rec is not None else None
+    if named and server.key_policies is not None:
+        from gptoss_cli.serve.errors import APIError
+        from gptoss_cli.serve.policy import PolicyError
+
+        try:
+            return server.key_policies.get(named).current
+        except PolicyError as exc:
+            log.error("the policy of API key %r cannot be used: %s", getattr(rec, "key_name", "?"), exc)
+            raise APIError("This API key's policy cannot be applied; the request was refused. See the server log.",
+                           code="policy_unavailable") from None
+    return server.policy.current if server.policy is not None else None
 
 
 class Hits:

@@ -45,6 +45,7 @@ class ServerState:
     keys: KeyRing | None = None  # --api-key and the keys file (None: no authentication)
     quota: Quota | None = None  # the keys' rpm/tpm limits and per-key metrics
     journal: Journal | None = None  # --journal
+    key_policies: Any = None  # KeyPolicies: the policy files named by API keys (gptoss keys add --policy)
     status: LoadStatus = field(default_factory=LoadStatus)
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -61,6 +62,13 @@ class ServerState:
                 raise NotReady("The model failed to load; see the server log.")
             raise NotReady()
         return status.model_info
+
+    def reload_policies(self) -> None:
+        """SIGHUP: read the server's policy file and the keys' policy files again (a bad file keeps the old one)."""
+        if self.policy is not None:
+            self.policy.reload()
+        if self.key_policies is not None:
+            self.key_policies.reload()
 
     async def drain(self, timeout: float) -> bool:
         """Shutdown: refuse new requests, let admitted ones finish up to ``timeout``, close the cache."""
@@ -95,8 +103,11 @@ def build_state(settings: ServeSettings, engine: Any, metrics: Any = None) -> Se
         log_prompts=settings.log_prompts,
     )
     keys = KeyRing(settings.keys_file, settings.api_key) if settings.keys_file or settings.api_key else None
+    from gptoss_cli.serve.policy import KeyPolicies
+
     return ServerState(settings, engine, scheduler, metrics, cache, pipeline, policy=_policy(settings, metrics),
-                       keys=keys, quota=Quota(metrics.registry), journal=open_journal(settings))
+                       keys=keys, quota=Quota(metrics.registry), journal=open_journal(settings),
+                       key_policies=KeyPolicies(on_reload=metrics.policy_reload) if keys is not None else None)
 
 
 def _policy(settings: ServeSettings, metrics: Any) -> Any:

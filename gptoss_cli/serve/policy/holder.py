@@ -46,4 +46,27 @@ class PolicyHolder:
         return result
 
 
-__all__ = ["PolicyHolder", "Reload"]
+class KeyPolicies:
+    """The policy files named by API keys (``gptoss keys add --policy FILE``): one ``PolicyHolder`` per file, loaded
+    on the first request of such a key and reloaded with the server's own policy on SIGHUP."""
+
+    def __init__(self, on_reload: Callable[[bool], None] | None = None) -> None:
+        self.on_reload = on_reload
+        self._holders: dict[str, PolicyHolder] = {}
+        self._lock = threading.Lock()
+
+    def get(self, path: str) -> PolicyHolder:
+        """The holder for ``path`` (raises ``PolicyError`` when the file is not a usable policy)."""
+        holder = self._holders.get(path)
+        if holder is None:
+            with self._lock:
+                holder = self._holders.get(path)
+                if holder is None:
+                    holder = self._holders[path] = PolicyHolder(path, on_reload=self.on_reload)
+        return holder
+
+    def reload(self) -> list[Reload]:
+        return [holder.reload() for holder in list(self._holders.values())]
+
+
+__all__ = ["KeyPolicies", "PolicyHolder", "Reload"]
