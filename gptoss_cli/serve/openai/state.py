@@ -103,11 +103,18 @@ def build_state(settings: ServeSettings, engine: Any, metrics: Any = None) -> Se
         log_prompts=settings.log_prompts,
     )
     keys = KeyRing(settings.keys_file, settings.api_key) if settings.keys_file or settings.api_key else None
-    from gptoss_cli.serve.policy import KeyPolicies
-
     return ServerState(settings, engine, scheduler, metrics, cache, pipeline, policy=_policy(settings, metrics),
                        keys=keys, quota=Quota(metrics.registry), journal=open_journal(settings),
-                       key_policies=KeyPolicies(on_reload=metrics.policy_reload) if keys is not None else None)
+                       key_policies=_key_policies(keys, metrics))
+
+
+def _key_policies(keys: Any, metrics: Any) -> Any:
+    """The holder of the keys' own policy files, when there are named keys (no policy code is loaded otherwise)."""
+    if keys is None or keys.path is None:
+        return None
+    from gptoss_cli.serve.policy import KeyPolicies
+
+    return KeyPolicies(on_reload=metrics.policy_reload)
 
 
 def _policy(settings: ServeSettings, metrics: Any) -> Any:
