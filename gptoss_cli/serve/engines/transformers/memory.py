@@ -206,7 +206,7 @@ def estimate_memory(
            "dequantise": f"MXFP4 weights dequantised to {dtype}"}[path]
     detail = (
         f"{how} {gib(weights)} + KV cache for {tokens} tokens {gib(kv)} + attention scratch {gib(scratch)}"
-        + (f" + {'dequantisation' if path == 'dequantise' else 'load'} transient {gib(transient)}" if transient else "")
+        + (f" + {'dequantisation' if path == 'dequantise' else 'load'} transient {gib(transient)}" if transient >= GIB // 20 else "")
         + f" + overhead {gib(overhead)}"
     )
     free = available if available is not None else available_bytes(device)
