@@ -198,3 +198,20 @@ def test_the_kernel_counts_as_present_only_when_kernels_can_load_it_offline(tmp_
     assert kernel_cached(tmp_path)
     assert kernel_cached(tmp_path / "empty", "kernels-community/gpt-oss-triton-kernels=/opt/k")
     assert native_status("cpu", tmp_path).reason == "native MXFP4 kernels need a CUDA device"
+
+
+def test_ready_reports_the_path_the_experts_really_took(real_dir: Path) -> None:
+    from gptoss_cli.serve.openai.app import create_app
+    from gptoss_cli.serve.settings import ServeSettings
+    from tests.serve_fixtures import ready_client
+
+    settings = ServeSettings(current_date="2026-11-28", mxfp4="packed", max_concurrency=1)
+    engine = TransformersEngine(real_dir, device="cpu", mxfp4=settings.mxfp4)
+    with ready_client(create_app(settings, engine)) as client:
+        body = client.get("/ready").json()
+        assert body["mxfp4"] == "packed" and body["max_model_len"] == 1024
+        reply = client.post("/v1/chat/completions", json={
+            "model": "gpt-oss-20b", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4,
+            "temperature": 0}).json()
+        assert reply["usage"]["completion_tokens"] == 4
+    assert engine.dtype == "bfloat16"  # auto + packed: everything but the experts in bf16, on the CPU too

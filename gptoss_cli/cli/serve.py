@@ -243,7 +243,15 @@ def _serve_on(sock: Any, settings: Settings, kind: str, folder: Optional[Path], 
     out.info(f"gptoss: loading {folder} ..." if kind == "transformers" else f"gptoss: starting {engine.description}")
     runtime.run(engine, on_ready=lambda: _ready(out, ready_line(serve_settings, url, engine.description, key_source), {
         "model": serve_settings.served_model_name, "aliases": list(serve_settings.aliases),
-        "engine": engine.description, "url": f"{url}/v1", "api_key_required": bool(serve_settings.api_key)}))
+        "engine": engine.description, "url": f"{url}/v1", "api_key_required": bool(serve_settings.api_key),
+        **_mxfp4_field(engine)}))
+
+
+def _mxfp4_field(engine: Any) -> dict[str, Any]:
+    """``{"mxfp4": path}`` for an engine that loaded MXFP4 experts (the path they really took), else nothing."""
+    inner = getattr(engine, "inner", None) or engine
+    path = getattr(inner, "mxfp4", None)
+    return {"mxfp4": path} if path else {}
 
 
 def _exit_soon(grace: float = 5.0) -> None:
