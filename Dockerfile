@@ -8,6 +8,8 @@
 # Weights are NOT in the image: run `gptoss fetch` on the host and mount its destination folder read-only at
 # /models (the model is /models/model, its lock file /models/gptoss.lock.json). The API key comes from the
 # environment (GPTOSS_API_KEY), never from the image. See compose.yaml and docs/deploy-with-dify.md.
+# TIKTOKEN_ENCODINGS_BASE points at the o200k_base.tiktoken shipped in the package, so vLLM's harmony tokenizer
+# (and tiktoken) never download it.
 # This image is linted in CI (hadolint) but not built there.
 
 FROM python:3.11-slim-bookworm
@@ -20,6 +22,8 @@ ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL
 ARG PIP_INDEX_URL
 
+# DL3064 reads "TOKEN" in TIKTOKEN_ENCODINGS_BASE as a secret; it is a folder name.
+# hadolint ignore=DL3064
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -27,7 +31,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TRANSFORMERS_OFFLINE=1 \
     HF_HUB_DISABLE_TELEMETRY=1 \
     GPTOSS_HOME=/var/lib/gptoss \
-    HF_HOME=/var/lib/gptoss/hf
+    HF_HOME=/var/lib/gptoss/hf \
+    TIKTOKEN_ENCODINGS_BASE=/usr/local/lib/python3.11/site-packages/gptoss_cli/vocab
 
 RUN groupadd --system --gid 10001 gptoss \
     && useradd --system --uid 10001 --gid gptoss --home-dir /var/lib/gptoss --create-home \
@@ -45,7 +50,8 @@ COPY gptoss_cli ./gptoss_cli
 # hadolint ignore=DL3013
 RUN if [ -z "${PIP_INDEX_URL:-}" ]; then unset PIP_INDEX_URL; fi \
     && pip install --no-cache-dir ".[serve]" \
-    && gptoss --version
+    && gptoss --version \
+    && python -c "from gptoss_cli.vocab import encodings_base as e; import os; assert str(e()) == os.environ['TIKTOKEN_ENCODINGS_BASE']"
 
 USER 10001:10001
 EXPOSE 8000
