@@ -34,21 +34,28 @@ _EXPERT_TENSORS = ("gate_up_proj_blocks", "gate_up_proj_scales", "gate_up_proj_b
                    "down_proj_scales", "down_proj_bias")
 
 
-def _pair_table(dtype: torch.dtype, device: Any) -> torch.Tensor:
-    """byte → (value of its low nibble, value of its high nibble), ``[256, 2]`` at ``dtype``."""
-    lut = torch.tensor(FP4_VALUES, dtype=torch.float32)
+_PAIR_INT = {2: torch.int32, 4: torch.int64}  # one integer holds the two values a byte decodes to
+
+
+def _scaled_table(dtype: torch.dtype, device: Any) -> torch.Tensor:
+    """``[256 * 256]`` integers: entry ``scale << 8 | byte`` holds, as two ``dtype`` values, ``byte``'s low and
+    high nibble times ``2 ** (scale - 127)``, so one gather dequantises a byte with its scale applied (exact:
+    the products are computed in float64 and are powers of two times FP4 values)."""
+    lut = torch.tensor(FP4_VALUES, dtype=torch.float64)
     byte = torch.arange(256)
-    return torch.stack([lut[byte & 0x0F], lut[byte >> 4]], dim=1).to(dtype=dtype, device=device)
+    power = torch.exp2(torch.arange(256, dtype=torch.float64) - 127)[:, None]
+    pair = torch.stack([lut[byte & 0x0F][None, :] * power, lut[byte >> 4][None, :] * power], dim=-1).to(dtype)
+    width = torch.empty((), dtype=dtype).element_size()
+    return pair.contiguous().view(_PAIR_INT[width]).reshape(-1).to(device)
 
 
 def dequantize(blocks: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype,
                table: torch.Tensor | None = None) -> torch.Tensor:
     """``[rows, G, 16]`` FP4 blocks with ``[rows, G]`` E8M0 scales → ``[rows, G * 32]`` values at ``dtype``."""
     rows, groups, width = blocks.shape
-    table = _pair_table(dtype, blocks.device) if table is None else table
-    values = table.index_select(0, blocks.reshape(-1).to(torch.int32)).view(rows, groups, width * 2)
-    power = (scales.to(torch.int32) << 23).view(torch.float32).to(dtype)  # 2 ** (scale - 127), exact
-    return (values * power.unsqueeze(-1)).view(rows, groups * width * 2)
+    table = _scaled_table(dtype, blocks.device) if table is None else table
+    index = (scales.to(torch.int32).unsqueeze(-1) << 8) | blocks.to(torch.int32)
+    return table.index_select(0, index.view(-1)).view(dtype).view(rows, groups * width * 2)
 
 
 class PackedExperts(nn.Module):
@@ -73,7 +80,7 @@ class PackedExperts(nn.Module):
     def _table(self, dtype: torch.dtype, device: Any) -> torch.Tensor:
         key = (dtype, device)
         if key not in self._tables:
-            self._tables[key] = _pair_table(dtype, device)
+            self._tables[key] = _scaled_table(dtype, device)
         return self._tables[key]
 
     def _project(self, x: torch.Tensor, blocks: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
