@@ -176,7 +176,9 @@ class TransformersEngine:
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
         self.tokenizer = HFTokenizer.from_dir(self.model_dir)
         model, how = self._load_model(plan)
-        self._model = model
+        from gptoss_cli.serve.engines.transformers.mxfp4 import fold_lm_head
+
+        self._model = fold_lm_head(model)
         self._tune_threads(model)
         import inspect
 
