@@ -5,9 +5,11 @@ so it is instant even for a 14 GB checkpoint and needs no torch:
 
     weights     every floating tensor at the target dtype; MXFP4 expert blocks either as stored (native kernels,
                 packed experts) or dequantised (two values per byte, at the target dtype; their scales vanish)
-    transient   dequantise: transformers dequantises one expert tensor at a time through bf16 copies (measured:
-                one tensor's size in bf16, 1.5 times its size in float32); packed: one chunk of rows dequantised
-                at a time, plus, when the dtype differs from the stored one, the largest tensor read once
+    transient   dequantise: transformers dequantises one expert tensor at a time (its output, int32 nibble
+                indices, the transposed copy, the mapped file pages: 1.75 times the largest dequantised expert
+                tensor), plus, when tensors change dtype, one shard file's pages (transformers reads them through
+                mmap); packed: one chunk of rows dequantised at a time, plus, when the dtype differs from the
+                stored one, the largest tensor read once (gptoss reads without mmap)
     KV cache    one sequence of ``max_model_len`` tokens: full-attention layers hold every token, sliding layers
                 at most ``sliding_window`` tokens
     attention   eager attention scores for one prefill chunk against the whole context (the engine prefills in
@@ -15,8 +17,9 @@ so it is instant even for a 14 GB checkpoint and needs no torch:
     overhead    2 % of the weights (allocator slack), plus on the CPU the process itself (python, torch,
                 transformers, the server, the tokenizer: 640 MiB measured) or on a GPU 1 GiB (CUDA context)
 
-Measured on the 24 GiB CPU box (bench/mxfp4_fits.py, full-width gpt-oss-20b with 2 layers, packed experts): peak
-RSS 3.89 GiB for a prompt that fills a 2048-token context, estimate 3.91 GiB.
+Measured on the 24 GiB CPU box (bench/mxfp4_fits.py: full-width gpt-oss-20b with 1 or 2 layers, a prompt that
+fills a 2048-token context), peak RSS against this estimate: packed bf16 (2 layers) 3.89 / 3.95 GiB, dequantised
+bf16 (2 layers) 7.85 / 7.88 GiB, dequantised float32 (1 layer) 14.47 / 14.59 GiB.
 
 Available memory is the free memory of the CUDA device (``torch.cuda.mem_get_info``) or ``MemAvailable`` from
 ``/proc/meminfo`` on the CPU; where neither can be read the check is skipped.
@@ -93,8 +96,9 @@ def weight_bytes(model_dir: Path, dtype: str, *, mxfp4: str = "dequantise") -> i
 def _weights(model_dir: Path, dtype: str, mxfp4: str) -> tuple[int, int]:
     """``(weight bytes, load transient bytes)`` (see the module docstring)."""
     target, stored = _DTYPE_BYTES[dtype], _stored(mxfp4)
-    total = largest_expert = largest_converted = 0
+    total = largest_expert = largest_converted = largest_file = 0
     for path in sorted(Path(model_dir).glob("*.safetensors")):
+        largest_file = max(largest_file, path.stat().st_size)
         for name, info in read_safetensors_header(path).items():
             kind, numel = info["dtype"], math.prod(info["shape"])
             if kind == "U8" and name.endswith(("_blocks", "_scales")) and not stored:
@@ -108,7 +112,7 @@ def _weights(model_dir: Path, dtype: str, mxfp4: str) -> tuple[int, int]:
             else:
                 total += numel * _STORED_BYTES.get(kind, 4)
     if not stored:
-        return total, int(largest_expert * target * (1 if target == 2 else 1.5))
+        return total, int(largest_expert * target * 1.75) + (largest_file if largest_converted else 0)
     return total, largest_converted if mxfp4 == "packed" else 0
 
 
