@@ -195,6 +195,7 @@ class TransformersEngine:
         self._torch = torch
         path = plan.mxfp4
         if path == "native":
+            self._point_kernels_at_fetched()
             try:
                 model = self._from_pretrained(None)
             except Exception as exc:  # noqa: BLE001 - any kernel problem: fall back, truthfully reported
@@ -219,6 +220,17 @@ class TransformersEngine:
             log.info("MXFP4 experts dequantised to %s at load (%s)", self.dtype, plan.estimate.detail)
             return self._from_pretrained(Mxfp4Config(dequantize=True)), f"{self.dtype}, MXFP4 dequantised"
         return self._from_pretrained(None), self.dtype
+
+    def _point_kernels_at_fetched(self) -> None:
+        """``LOCAL_KERNELS`` names the kernel ``gptoss fetch`` put next to the model, so ``kernels`` loads it
+        from there instead of the Hub (before transformers is imported)."""
+        from gptoss_cli.config import local_kernels
+        from gptoss_cli.kernels import KERNEL_REPO, fetched_kernel
+
+        folder = fetched_kernel(self.model_dir)
+        if folder is not None:
+            entries = [e for e in (local_kernels() or "").split(":") if e and not e.startswith(KERNEL_REPO + "=")]
+            os.environ["LOCAL_KERNELS"] = ":".join([*entries, f"{KERNEL_REPO}={folder.resolve()}"])
 
     def _fallback(self) -> str:
         """After native kernels failed: dequantise when that fits, else packed experts."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gptoss_cli.errors import CouldNotRun, UsageError
+from gptoss_cli.kernels import KERNEL_REPO, KERNEL_VERSION, fetched_kernel
 from gptoss_cli.serve.engines.transformers.memory import (
     MemoryEstimate,
     check_memory,
@@ -30,8 +31,6 @@ from gptoss_cli.serve.engines.transformers.memory import (
 )
 from gptoss_cli.serve.options import DTYPES, MXFP4_MODES
 
-KERNEL_REPO = "kernels-community/gpt-oss-triton-kernels"
-KERNEL_VERSION = 1
 MIN_CONTEXT = 1024
 _PROBE_CONTEXT = 8192  # the context at which --mxfp4 auto asks "does the dequantised model fit?"
 
@@ -111,9 +110,11 @@ def kernel_cached(hub_cache: Path, local_kernels: str | None = None) -> bool:
     return (snapshot / "build").is_dir()
 
 
-def native_status(device: str, hub_cache: Path | None = None, local_kernels: str | None = None) -> NativeStatus:
+def native_status(device: str, hub_cache: Path | None = None, local_kernels: str | None = None,
+                  model_dir: Path | None = None) -> NativeStatus:
     """Every condition transformers checks before it runs MXFP4 natively (else it silently dequantises), plus the
-    kernel being present locally (``gptoss serve`` is offline)."""
+    kernel being present locally (``gptoss serve`` is offline): fetched next to the model (``gptoss fetch``), named
+    in ``LOCAL_KERNELS``, or in the Hub cache."""
     if not device.startswith("cuda"):
         return NativeStatus(False, "native MXFP4 kernels need a CUDA device")
     missing = [name for name in ("accelerate", "triton", "kernels") if importlib.util.find_spec(name) is None]
@@ -132,7 +133,8 @@ def native_status(device: str, hub_cache: Path | None = None, local_kernels: str
     if capability < (7, 5):
         return NativeStatus(False, f"native MXFP4 kernels need compute capability >= 7.5 (found "
                                    f"{capability[0]}.{capability[1]})")
-    if hub_cache is None or not kernel_cached(hub_cache, local_kernels):
+    fetched = model_dir is not None and fetched_kernel(model_dir) is not None
+    if not fetched and (hub_cache is None or not kernel_cached(hub_cache, local_kernels)):
         return NativeStatus(False, f"the kernel {KERNEL_REPO} (version {KERNEL_VERSION}) is not in the local cache "
                                    "(run `gptoss fetch` online to fetch it)")
     return NativeStatus(True, f"kernels {kernels}, triton {triton}, compute capability "
@@ -188,7 +190,7 @@ def plan_load(model_dir: Path, device: str, dtype_request: str, *, max_model_len
     free = available if available is not None else available_bytes(device)
     quantised = (config.get("quantization_config") or {}).get("quant_method") == "mxfp4"
     dtype = resolve_dtype(dtype_request, device)
-    native = native_status(device, hub_cache, local_kernels) if quantised else None
+    native = native_status(device, hub_cache, local_kernels, model_dir) if quantised else None
     path = None
     if quantised:
         assert native is not None
