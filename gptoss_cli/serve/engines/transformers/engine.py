@@ -4,6 +4,9 @@ Loading is offline and conservative: ``HF_HUB_OFFLINE=1`` is set before transfor
 folder is read (``local_files_only``), only safetensors weights are accepted (pickle ``.bin``/``.pt`` files can run
 code and are refused), and ``trust_remote_code`` is never enabled. The memory the model needs is checked first
 (``serve/engines/transformers/memory.py``) so a too-small machine gets a clear error instead of the OOM killer.
+What the load does — the MXFP4 path (native kernels, packed experts in ``mxfp4.py``, or dequantised), the dtype and
+the context — is decided first by ``plan.py``; after a native load the engine checks that transformers did not
+silently dequantise, and ``description`` / ``mxfp4`` say the path really taken.
 
 Alone, generation runs on one worker thread, one sequence at a time, in small steps (``_prefill`` then
 ``_decode_step``) so that the server can stop it between two steps: closing the async iterator or cancelling the
@@ -28,7 +31,7 @@ from gptoss_cli.errors import CouldNotRun, UsageError
 from gptoss_cli.serve.engines.interface import STOP_TOKEN_TEXTS, SamplingParams
 from gptoss_cli.serve.engines.transformers.handoff import items_until
 from gptoss_cli.serve.engines.transformers.memory import PREFILL_CHUNK, check_memory, read_config
-from gptoss_cli.serve.engines.transformers.plan import LoadPlan, native_status, plan_load, resolve_dtype
+from gptoss_cli.serve.engines.transformers.plan import LoadPlan, plan_load, resolve_dtype
 from gptoss_cli.serve.options import DTYPES
 from gptoss_cli.weights import is_pickle
 
@@ -99,13 +102,6 @@ def resolve_device(device: str) -> str:
     if device == "cpu":
         return device
     raise UsageError(f"unknown device {device!r}: use auto, cpu or cuda")
-
-
-def native_mxfp4_available(device: str) -> bool:
-    """Whether transformers will really run MXFP4 natively on ``device`` (``plan.native_status``)."""
-    from gptoss_cli.config import hf_hub_cache, local_kernels
-
-    return native_status(device, hf_hub_cache(), local_kernels()).ok
 
 
 def check_weights(model_dir: Path) -> None:
@@ -391,4 +387,4 @@ def is_native(model: Any) -> bool:
 
 
 __all__ = ["DEVICES", "DTYPES", "HFTokenizer", "TransformersEngine", "check_weights", "is_native",
-           "native_mxfp4_available", "resolve_device", "resolve_dtype"]
+           "resolve_device", "resolve_dtype"]
