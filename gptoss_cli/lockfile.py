@@ -15,7 +15,9 @@ lock are POSIX paths relative to that model folder. A lock looks like::
 
 ``code`` or ``model`` is ``null`` when that part was never fetched. An optional ``kernels`` object
 (``{"repo_id", "revision", "commit", "endpoint"}``) pins the native MXFP4 kernel repo fetched with the weights; its
-files are listed in ``files`` under ``kernels/<name>/`` (see ``gptoss_cli/kernels.py``). ``hash_source`` records where the expected hash
+files are listed in ``files`` under ``kernels/<name>/`` (see ``gptoss_cli/kernels.py``). An optional ``vocab``
+object (``{"name", "size", "sha256"}``) records the ``o200k_base.tiktoken`` that ships with gptoss and that vLLM reads
+offline (``gptoss_cli/vocab``); ``verify`` re-hashes it too. ``hash_source`` records where the expected hash
 came from: ``lfs`` (the endpoint's LFS metadata), ``git-blob`` (hashed locally after the bytes matched the git blob
 id the endpoint listed), ``modelscope`` (the ModelScope file API), or ``local`` (hashed where the files were made: the
 shipped demo model's lock, whose ``model.source`` is ``local`` too). Keys and paths are sorted so locks diff
@@ -95,6 +97,16 @@ class KernelsPin:
 
 
 @dataclass(frozen=True)
+class VocabPin:
+    name: str
+    size: int
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "sha256": self.sha256, "size": self.size}
+
+
+@dataclass(frozen=True)
 class Lock:
     code: CodePin | None
     model: ModelPin | None
@@ -103,6 +115,7 @@ class Lock:
     tool_version: str = __version__
     schema_version: int = SCHEMA_VERSION
     kernels: KernelsPin | None = None
+    vocab: VocabPin | None = None
 
     def file(self, path: str) -> LockedFile | None:
         return next((f for f in self.files if f.path == path), None)
@@ -122,6 +135,8 @@ class Lock:
         }
         if self.kernels is not None:  # absent, not null, when never fetched: older locks read back unchanged
             out["kernels"] = self.kernels.to_dict()
+        if self.vocab is not None:
+            out["vocab"] = self.vocab.to_dict()
         return out
 
 
@@ -286,6 +301,21 @@ def _kernels_from(obj: Any) -> KernelsPin | None:
                       commit=commit, endpoint=endpoint)
 
 
+def _vocab_from(obj: Any) -> VocabPin | None:
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        raise ValueError("vocab: expected an object or null")
+    _no_extra(obj, {"name", "size", "sha256"}, "vocab")
+    name = _req(obj, "name", str, "vocab")
+    if check_relpath(name) or "/" in name:
+        raise ValueError("vocab.name: expected a plain file name")
+    sha = _req(obj, "sha256", str, "vocab")
+    if not _SHA256.match(sha):
+        raise ValueError("vocab.sha256: expected 64 lowercase hex digits")
+    return VocabPin(name=name, size=_req(obj, "size", int, "vocab"), sha256=sha)
+
+
 def _file_from(obj: Any, i: int) -> LockedFile:
     where = f"files[{i}]"
     if not isinstance(obj, dict):
@@ -314,7 +344,8 @@ def lock_from_dict(data: Any) -> Lock:
     version = _req(data, "schema_version", int, "lock")
     if version != SCHEMA_VERSION:
         raise ValueError(f"schema_version {version} is not supported (this gptoss reads {SCHEMA_VERSION})")
-    _no_extra(data, {"schema_version", "tool_version", "code", "model", "files", "created_at", "kernels"}, "lock")
+    _no_extra(data, {"schema_version", "tool_version", "code", "model", "files", "created_at", "kernels",
+                     "vocab"}, "lock")
     files_raw = _req(data, "files", list, "lock")
     files = tuple(_file_from(f, i) for i, f in enumerate(files_raw))
     seen: set[str] = set()
@@ -335,6 +366,7 @@ def lock_from_dict(data: Any) -> Lock:
         tool_version=_req(data, "tool_version", str, "lock"),
         schema_version=version,
         kernels=_kernels_from(data.get("kernels")),
+        vocab=_vocab_from(data.get("vocab")),
     )
 
 
@@ -351,6 +383,7 @@ __all__ = [
     "LockError",
     "LockedFile",
     "ModelPin",
+    "VocabPin",
     "atomic_write_text",
     "check_relpath",
     "lock_from_dict",

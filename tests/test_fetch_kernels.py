@@ -98,3 +98,26 @@ def test_serve_points_kernels_at_the_fetched_folder(tmp_path: Path, fake_hub: Fa
 
     entries = os.environ["LOCAL_KERNELS"].split(":")
     assert entries == ["other/repo=/opt/other", f"{KERNEL_REPO}={(dest / 'model/kernels/gpt-oss-triton-kernels').resolve()}"]
+
+
+def test_the_lock_records_the_shipped_vocabulary_and_verify_rehashes_it(tmp_path: Path, fake_hub: FakeHub,
+                                                                         monkeypatch) -> None:
+    from gptoss_cli import vocab
+
+    dest = tmp_path / "dest"
+    assert fetch_cli(fake_hub, dest).exit_code == 0
+    pin = read_lock(dest).vocab
+    assert pin is not None and (pin.name, pin.size, pin.sha256) == (vocab.O200K_NAME, vocab.O200K_SIZE,
+                                                                    vocab.O200K_SHA256)
+    assert json.loads((dest / LOCK_NAME).read_text())["vocab"]["sha256"] == vocab.O200K_SHA256
+    assert verify_lock(dest).ok
+    damaged = tmp_path / "vocab"
+    damaged.mkdir()
+    data = bytearray((vocab.SHIPPED / vocab.O200K_NAME).read_bytes())
+    data[100] ^= 1
+    (damaged / vocab.O200K_NAME).write_bytes(bytes(data))
+    monkeypatch.setattr(vocab, "SHIPPED", damaged)
+    result = verify_lock(dest)
+    assert not result.ok and not result.mismatched  # the model files are fine; the shipped vocabulary is not
+    assert result.vocab is not None and result.vocab.status == "mismatch"
+    assert "shipped vocabulary gptoss_cli/vocab/o200k_base.tiktoken: mismatch" in result.summary()

@@ -22,6 +22,7 @@ from gptoss_cli.lockfile import (
     LockedFile,
     LockError,
     ModelPin,
+    VocabPin,
     read_lock,
     write_lock,
 )
@@ -61,7 +62,14 @@ def build_lock(existing: Optional[Lock], code: Optional[CodeResult], model: Opti
     else:
         kernel_pin = existing.kernels if existing else None
         files += tuple(f for f in old if _is_kernel(f.path)) if kernel_pin else ()
-    return Lock(code=code_pin, model=model_pin, files=files, kernels=kernel_pin)
+    return Lock(code=code_pin, model=model_pin, files=files, kernels=kernel_pin, vocab=shipped_vocab())
+
+
+def shipped_vocab() -> VocabPin:
+    """The ``o200k_base.tiktoken`` this gptoss ships (and gives vLLM offline), recorded in every lock it writes."""
+    from gptoss_cli.vocab import O200K_NAME, O200K_SHA256, O200K_SIZE
+
+    return VocabPin(O200K_NAME, O200K_SIZE, O200K_SHA256)
 
 
 def write_result(dest: Path, existing: Optional[Lock], code: Optional[CodeResult], model: Optional[ModelResult],
@@ -71,4 +79,4 @@ def write_result(dest: Path, existing: Optional[Lock], code: Optional[CodeResult
     return FetchResult(dest, False, lock_path, code, None, model, space, time.perf_counter() - started, kernels)
 
 
-__all__ = ["build_lock", "existing_lock", "write_result"]
+__all__ = ["build_lock", "existing_lock", "shipped_vocab", "write_result"]
