@@ -8,6 +8,8 @@
 # Weights are NOT in the image: run `gptoss fetch` on the host and mount its destination folder read-only at
 # /models (the model is /models/model, its lock file /models/gptoss.lock.json). The API key comes from the
 # environment (GPTOSS_API_KEY), never from the image. See compose.yaml and docs/deploy-with-dify.md.
+# TIKTOKEN_ENCODINGS_BASE points at the o200k_base.tiktoken shipped in the package, so vLLM's harmony tokenizer
+# (and tiktoken) never download it.
 # CI lints this file (hadolint), and scripts/image_test.sh builds it with buildah (CPU torch, no Docker) and runs it
 # against the demo model; the CUDA build is not made in CI.
 #
@@ -29,6 +31,8 @@ ARG PIP_INDEX_URL
 ARG PIP_FIND_LINKS
 ARG PIP_CERT
 
+# DL3064 reads "TOKEN" in TIKTOKEN_ENCODINGS_BASE as a secret; it is a folder name.
+# hadolint ignore=DL3064
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -38,7 +42,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     GPTOSS_HOME=/var/lib/gptoss \
     HF_HOME=/var/lib/gptoss/hf \
     VIRTUAL_ENV=/opt/venv \
-    PATH=/opt/venv/bin:$PATH
+    PATH=/opt/venv/bin:$PATH \
+    TIKTOKEN_ENCODINGS_BASE=/opt/venv/lib/python3.11/site-packages/gptoss_cli/vocab
 
 RUN groupadd --system --gid 10001 gptoss \
     && useradd --system --uid 10001 --gid gptoss --home-dir /var/lib/gptoss --create-home \
@@ -63,7 +68,8 @@ RUN if [ -z "${PIP_INDEX_URL:-}" ]; then unset PIP_INDEX_URL; fi \
     && if [ -z "${PIP_FIND_LINKS:-}" ]; then unset PIP_FIND_LINKS; fi \
     && if [ -z "${PIP_CERT:-}" ]; then unset PIP_CERT; fi \
     && pip install --no-cache-dir ".[serve]" \
-    && gptoss --version
+    && gptoss --version \
+    && python -c "from gptoss_cli.vocab import encodings_base as e; import os; assert str(e()) == os.environ['TIKTOKEN_ENCODINGS_BASE']"
 
 USER 10001:10001
 EXPOSE 8000

@@ -235,6 +235,22 @@ def hf_login_token(env: Mapping[str, str] | None = None) -> Secret | None:
     return Secret(token) if token else None
 
 
+def hf_hub_cache(env: Mapping[str, str] | None = None) -> Path:
+    """The Hub cache huggingface_hub and ``kernels`` use: ``HF_HUB_CACHE``, else ``$HF_HOME/hub``, else
+    ``~/.cache/huggingface/hub``."""
+    env = os.environ if env is None else env
+    if env.get("HF_HUB_CACHE"):
+        return Path(env["HF_HUB_CACHE"]).expanduser()
+    home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def local_kernels(env: Mapping[str, str] | None = None) -> str | None:
+    """``LOCAL_KERNELS`` (``repo=path:repo=path``), which ``kernels`` reads to load kernels from folders."""
+    env = os.environ if env is None else env
+    return env.get("LOCAL_KERNELS") or None
+
+
 def debug_enabled(env: Mapping[str, str] | None = None) -> bool:
     """Whether GPTOSS_DEBUG asks for full tracebacks (read without loading config files)."""
     env = os.environ if env is None else env
@@ -290,7 +306,9 @@ __all__ = [
     "config_files",
     "debug_enabled",
     "git_ssh_environment",
+    "hf_hub_cache",
     "hf_login_token",
+    "local_kernels",
     "load_settings",
     "mask",
     "network_environment",

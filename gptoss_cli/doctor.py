@@ -86,6 +86,26 @@ def _torch_check() -> Check:
     return Check("torch/cuda", "ok", f"torch {torch.__version__}, CUDA {torch.version.cuda}: " + "; ".join(gpus), False)
 
 
+def _mxfp4_check(env: Mapping[str, str] | None) -> Check:
+    """Which path gpt-oss's MXFP4 experts would take under ``gptoss serve --mxfp4 auto`` on this machine."""
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
+        return Check("mxfp4 path", "warn", "no torch/transformers: nothing to serve with", False)
+    try:
+        import torch
+
+        from gptoss_cli.config import hf_hub_cache, local_kernels
+        from gptoss_cli.serve.engines.transformers.plan import native_status
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        status = native_status(device, hf_hub_cache(env), local_kernels(env))
+    except Exception as exc:  # noqa: BLE001 - a broken install is a finding, not a crash
+        return Check("mxfp4 path", "warn", f"cannot tell: {type(exc).__name__}: {exc}", False)
+    if status.ok:
+        return Check("mxfp4 path", "ok", f"native kernels ({status.reason})", False)
+    return Check("mxfp4 path", "ok", f"packed experts (pure torch) or dequantised, whichever fits; native kernels "
+                                     f"not available: {status.reason}", False)
+
+
 def _disk_check(target: Path) -> Check:
     probe = target.resolve()
     while not probe.exists() and probe != probe.parent:
@@ -115,6 +135,6 @@ def _network_check(env: Mapping[str, str] | None) -> Check:
 
 def run_doctor(target: Path, env: Mapping[str, str] | None = None) -> DoctorReport:
     """Check Python, packages, torch/CUDA, free disk at ``target``, git and network-related variables."""
-    checks = [_python_check(), *_package_checks(), _torch_check(), _disk_check(target), _git_check(),
-              _network_check(env)]
+    checks = [_python_check(), *_package_checks(), _torch_check(), _mxfp4_check(env), _disk_check(target),
+              _git_check(), _network_check(env)]
     return DoctorReport(tuple(checks))

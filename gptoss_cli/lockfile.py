@@ -13,7 +13,11 @@ lock are POSIX paths relative to that model folder. A lock looks like::
       "tool_version": "0.1.0"
     }
 
-``code`` or ``model`` is ``null`` when that part was never fetched. ``hash_source`` records where the expected hash
+``code`` or ``model`` is ``null`` when that part was never fetched. An optional ``kernels`` object
+(``{"repo_id", "revision", "commit", "endpoint"}``) pins the native MXFP4 kernel repo fetched with the weights; its
+files are listed in ``files`` under ``kernels/<name>/`` (see ``gptoss_cli/kernels.py``). An optional ``vocab``
+object (``{"name", "size", "sha256"}``) records the ``o200k_base.tiktoken`` that ships with gptoss and that vLLM reads
+offline (``gptoss_cli/vocab``); ``verify`` re-hashes it too. ``hash_source`` records where the expected hash
 came from: ``lfs`` (the endpoint's LFS metadata), ``git-blob`` (hashed locally after the bytes matched the git blob
 id the endpoint listed), ``modelscope`` (the ModelScope file API), or ``local`` (hashed where the files were made: the
 shipped demo model's lock, whose ``model.source`` is ``local`` too). Keys and paths are sorted so locks diff
@@ -82,6 +86,27 @@ class ModelPin:
 
 
 @dataclass(frozen=True)
+class KernelsPin:
+    repo_id: str
+    revision: str
+    commit: str
+    endpoint: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"commit": self.commit, "endpoint": self.endpoint, "repo_id": self.repo_id, "revision": self.revision}
+
+
+@dataclass(frozen=True)
+class VocabPin:
+    name: str
+    size: int
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "sha256": self.sha256, "size": self.size}
+
+
+@dataclass(frozen=True)
 class Lock:
     code: CodePin | None
     model: ModelPin | None
@@ -89,6 +114,8 @@ class Lock:
     created_at: str = field(default_factory=lambda: utc_now())
     tool_version: str = __version__
     schema_version: int = SCHEMA_VERSION
+    kernels: KernelsPin | None = None
+    vocab: VocabPin | None = None
 
     def file(self, path: str) -> LockedFile | None:
         return next((f for f in self.files if f.path == path), None)
@@ -98,7 +125,7 @@ class Lock:
         return sum(f.size for f in self.files)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "code": self.code.to_dict() if self.code else None,
             "created_at": self.created_at,
             "files": [f.to_dict() for f in sorted(self.files, key=lambda f: f.path)],
@@ -106,6 +133,11 @@ class Lock:
             "schema_version": self.schema_version,
             "tool_version": self.tool_version,
         }
+        if self.kernels is not None:  # absent, not null, when never fetched: older locks read back unchanged
+            out["kernels"] = self.kernels.to_dict()
+        if self.vocab is not None:
+            out["vocab"] = self.vocab.to_dict()
+        return out
 
 
 def utc_now() -> str:
@@ -253,6 +285,37 @@ def _model_from(obj: Any) -> ModelPin | None:
                     commit=_req(obj, "commit", str, "model"), endpoint=endpoint)
 
 
+def _kernels_from(obj: Any) -> KernelsPin | None:
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        raise ValueError("kernels: expected an object or null")
+    _no_extra(obj, {"repo_id", "revision", "commit", "endpoint"}, "kernels")
+    endpoint = _req(obj, "endpoint", str, "kernels")
+    if public_url(endpoint) != endpoint.rstrip("/"):
+        raise ValueError("kernels.endpoint: must not carry credentials, query or fragment")
+    commit = _req(obj, "commit", str, "kernels")
+    if not GIT_COMMIT.match(commit):
+        raise ValueError("kernels.commit: expected a full commit hash")
+    return KernelsPin(repo_id=_req(obj, "repo_id", str, "kernels"), revision=_req(obj, "revision", str, "kernels"),
+                      commit=commit, endpoint=endpoint)
+
+
+def _vocab_from(obj: Any) -> VocabPin | None:
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        raise ValueError("vocab: expected an object or null")
+    _no_extra(obj, {"name", "size", "sha256"}, "vocab")
+    name = _req(obj, "name", str, "vocab")
+    if check_relpath(name) or "/" in name:
+        raise ValueError("vocab.name: expected a plain file name")
+    sha = _req(obj, "sha256", str, "vocab")
+    if not _SHA256.match(sha):
+        raise ValueError("vocab.sha256: expected 64 lowercase hex digits")
+    return VocabPin(name=name, size=_req(obj, "size", int, "vocab"), sha256=sha)
+
+
 def _file_from(obj: Any, i: int) -> LockedFile:
     where = f"files[{i}]"
     if not isinstance(obj, dict):
@@ -281,7 +344,8 @@ def lock_from_dict(data: Any) -> Lock:
     version = _req(data, "schema_version", int, "lock")
     if version != SCHEMA_VERSION:
         raise ValueError(f"schema_version {version} is not supported (this gptoss reads {SCHEMA_VERSION})")
-    _no_extra(data, {"schema_version", "tool_version", "code", "model", "files", "created_at"}, "lock")
+    _no_extra(data, {"schema_version", "tool_version", "code", "model", "files", "created_at", "kernels",
+                     "vocab"}, "lock")
     files_raw = _req(data, "files", list, "lock")
     files = tuple(_file_from(f, i) for i, f in enumerate(files_raw))
     seen: set[str] = set()
@@ -301,6 +365,8 @@ def lock_from_dict(data: Any) -> Lock:
         created_at=_req(data, "created_at", str, "lock"),
         tool_version=_req(data, "tool_version", str, "lock"),
         schema_version=version,
+        kernels=_kernels_from(data.get("kernels")),
+        vocab=_vocab_from(data.get("vocab")),
     )
 
 
@@ -312,10 +378,12 @@ __all__ = [
     "MODEL_DIRNAME",
     "SCHEMA_VERSION",
     "CodePin",
+    "KernelsPin",
     "Lock",
     "LockError",
     "LockedFile",
     "ModelPin",
+    "VocabPin",
     "atomic_write_text",
     "check_relpath",
     "lock_from_dict",

@@ -137,6 +137,7 @@ class VerifyResult:
     strict: bool
     bytes_hashed: int
     seconds: float
+    vocab: Optional[FileCheck] = None  # the shipped o200k_base.tiktoken the lock records (not a model file)
 
     def _count(self, status: str) -> int:
         return sum(1 for f in self.files if f.status == status)
@@ -151,11 +152,14 @@ class VerifyResult:
 
     @property
     def ok(self) -> bool:
-        return not self.mismatched and not self.missing and not (self.strict and self.extra)
+        vocab_ok = self.vocab is None or self.vocab.status == "ok"
+        return not self.mismatched and not self.missing and not (self.strict and self.extra) and vocab_ok
 
     def summary(self) -> str:
         parts = [f"{self._count('ok')} ok", f"{len(self.mismatched)} mismatch", f"{len(self.missing)} missing"]
         parts.append(f"{len(self.extra)} extra" + (" (strict)" if self.strict and self.extra else ""))
+        if self.vocab is not None and self.vocab.status != "ok":
+            parts.append(f"shipped vocabulary {self.vocab.path}: {self.vocab.status}")
         return ", ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,6 +178,7 @@ class VerifyResult:
             "bytes_hashed": self.bytes_hashed,
             "seconds": round(self.seconds, 3),
             "files": [f.__dict__ for f in self.files] + extra,
+            **({"vocab": self.vocab.__dict__} if self.vocab is not None else {}),
         }
 
 
@@ -226,6 +231,20 @@ def _check_jobs(jobs: int) -> None:
         raise UsageError(f"--jobs must be between 0 (one per core) and {MAX_JOBS}, not {jobs}")
 
 
+def _check_vocab(pin: Any) -> FileCheck:
+    """The shipped vocabulary (``gptoss_cli/vocab``) against the lock's ``vocab`` entry."""
+    from gptoss_cli import vocab
+
+    path = vocab.SHIPPED / pin.name
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return FileCheck(f"gptoss_cli/vocab/{pin.name}", "missing", pin.size, None, pin.sha256, None)
+    sha = vocab.sha256_of(path)
+    status = "ok" if sha == pin.sha256 and size == pin.size else "mismatch"
+    return FileCheck(f"gptoss_cli/vocab/{pin.name}", status, pin.size, size, pin.sha256, sha)
+
+
 def verify_files(
     lock: Lock,
     model_dir: Path,
@@ -271,6 +290,7 @@ def verify_files(
         strict=strict,
         bytes_hashed=counter.done,
         seconds=time.perf_counter() - started,
+        vocab=_check_vocab(lock.vocab) if lock.vocab is not None else None,
     )
 
 

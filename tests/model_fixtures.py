@@ -80,8 +80,10 @@ def write_tokenizer(path: Path) -> Any:
     return tok
 
 
-def make_tiny_model(path: Path, *, seed: int = 0, **config: Any) -> Path:
-    """Random tiny GptOssForCausalLM + tokenizer + generation_config (eos <|return|>, <|call|>) in ``path``."""
+def make_tiny_model(path: Path, *, seed: int = 0, eos: tuple[int, ...] | None = None, pad: int | None = None,
+                    **config: Any) -> Path:
+    """Random tiny GptOssForCausalLM + tokenizer + generation_config (eos <|return|>, <|call|>) in ``path``;
+    ``vocab_size`` / ``eos`` / ``pad`` override the byte tokenizer's (for a tokenizer copied in afterwards)."""
     import torch
     from transformers import GenerationConfig, GptOssForCausalLM
     from transformers.utils import logging as hf_logging
@@ -89,23 +91,25 @@ def make_tiny_model(path: Path, *, seed: int = 0, **config: Any) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     tok = write_tokenizer(path)
     torch.manual_seed(seed)
-    model = GptOssForCausalLM(tiny_config(tok.get_vocab_size(), **config))
+    model = GptOssForCausalLM(tiny_config(config.pop("vocab_size", tok.get_vocab_size()), **config))
     with torch.no_grad():  # non-trivial sinks so the sink path matters
         for layer in model.model.layers:
             layer.self_attn.sinks.normal_(0, 1)
-    ids = [tok.token_to_id("<|return|>"), tok.token_to_id("<|call|>")]
-    model.generation_config = GenerationConfig(eos_token_id=ids, pad_token_id=tok.token_to_id("<|endoftext|>"))
+    ids = list(eos or (tok.token_to_id("<|return|>"), tok.token_to_id("<|call|>")))
+    pad = tok.token_to_id("<|endoftext|>") if pad is None else pad
+    model.generation_config = GenerationConfig(eos_token_id=ids, pad_token_id=pad)
     hf_logging.disable_progress_bar()
     model.save_pretrained(str(path), safe_serialization=True)
     return path
 
 
-def make_tiny_mxfp4_model(path: Path, *, seed: int = 0) -> Path:
-    """The tiny architecture in the real MXFP4 checkpoint layout (experts as FP4 blocks + E8M0 scales)."""
+def make_tiny_mxfp4_model(path: Path, *, seed: int = 0, **config: Any) -> Path:
+    """The tiny architecture in the real MXFP4 checkpoint layout (experts as FP4 blocks + E8M0 scales); ``config``
+    as for ``make_tiny_model``."""
     import torch
     from safetensors.torch import load_file, save_file
 
-    make_tiny_model(path, seed=seed)
+    make_tiny_model(path, seed=seed, **config)
     weights = load_file(str(path / "model.safetensors"))
     gen = torch.Generator().manual_seed(seed)
     for name in [n for n in weights if n.endswith(("experts.gate_up_proj", "experts.down_proj"))]:

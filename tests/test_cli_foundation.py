@@ -151,6 +151,17 @@ def test_doctor_on_this_machine(tmp_path):
     assert human.exit_code == 0 and "python" in human.stdout
 
 
+def test_doctor_says_which_mxfp4_path_serve_would_take(tmp_path):
+    pytest.importorskip("torch")
+    import torch
+
+    result = runner.invoke(app, ["doctor", "--json", "--dest", str(tmp_path / "x")])
+    check = next(c for c in json.loads(result.stdout)["checks"] if c["name"] == "mxfp4 path")
+    if not torch.cuda.is_available():
+        assert check["detail"].startswith("packed experts (pure torch) or dequantised")
+        assert "native MXFP4 kernels need a CUDA device" in check["detail"]
+
+
 def test_doctor_missing_required_piece_exits_1(monkeypatch, tmp_path):
     import gptoss_cli.doctor as doctor
 

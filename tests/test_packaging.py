@@ -287,3 +287,13 @@ def test_readme_and_docs_install_nothing_from_an_index_that_lacks_it():
         for command in commands:
             if re.search(r"pip3? (install|download)\b", command) and "gptoss-cli" in command:
                 assert "--find-links" in command, f"{doc.name}: {command.strip()}"
+
+
+def test_the_o200k_vocabulary_ships_in_the_wheel_byte_exact(wheel_files):
+    """vLLM's harmony tokenizer reads it offline (TIKTOKEN_ENCODINGS_BASE); a copy in the wheel means no download."""
+    import hashlib
+
+    from gptoss_cli.vocab import O200K_SHA256
+
+    data = wheel_files["gptoss_cli/vocab/o200k_base.tiktoken"]
+    assert hashlib.sha256(data).hexdigest() == O200K_SHA256

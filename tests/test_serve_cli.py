@@ -257,3 +257,28 @@ def test_memory_check_refuses_with_numbers(tmp_path, monkeypatch):
     r = _run(["serve", str(model), "--device", "cpu", "--port", "0"])
     assert r.exit_code == 3
     assert "needs about" in r.stderr and "available" in r.stderr and "GiB" in r.stderr
+
+
+def test_mxfp4_native_that_cannot_run_is_refused_before_loading(tmp_path, monkeypatch):
+    from tests.model_fixtures import make_virtual_20b
+
+    model = make_virtual_20b(tmp_path / "model")
+    monkeypatch.setattr(serve_cmd, "_make_engine", lambda folder, settings: pytest.fail("must not load"))
+    r = _run(["serve", str(model), "--device", "cpu", "--port", "0", "--mxfp4", "native"])
+    assert r.exit_code == 3
+    assert "--mxfp4 native cannot run here: native MXFP4 kernels need a CUDA device" in r.stderr
+    r = _run(["serve", str(model), "--device", "cpu", "--port", "0", "--mxfp4", "fast"])
+    assert r.exit_code == 2 and "--mxfp4" in r.stderr
+
+
+def test_without_max_model_len_the_context_is_fitted_and_said(tmp_path, monkeypatch):
+    from gptoss_cli.serve.engines.transformers import memory
+    from tests.model_fixtures import make_virtual_20b
+
+    model = make_virtual_20b(tmp_path / "model")
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 22 * 1024**3)
+    monkeypatch.setattr(serve_cmd, "_make_engine", lambda folder, settings: (_ for _ in ()).throw(
+        KeyboardInterrupt()))  # stop right after the memory check
+    r = _run(["serve", str(model), "--device", "cpu", "--port", "0"])
+    assert "MXFP4 experts packed" in r.stderr and "MXFP4 experts: packed" in r.stderr
+    assert "the most that fits in 22.0 GiB available on cpu" in r.stderr

@@ -176,11 +176,25 @@ def test_preflight(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="config.json"):
         preflight(o, {"PATH": str(tmp_path)})
     (tmp_path / "config.json").write_text("{}")
-    warnings = preflight(o, {"PATH": str(tmp_path)})
-    assert any("TIKTOKEN_ENCODINGS_BASE" in w for w in warnings) and any("ray" in w for w in warnings)
+    warnings = preflight(o, {"PATH": str(tmp_path), "TIKTOKEN_ENCODINGS_BASE": str(tmp_path / "none")})
+    assert any("holds no o200k_base.tiktoken" in w for w in warnings) and any("ray" in w for w in warnings)
+    assert preflight(VllmOptions(model_dir=tmp_path), {"PATH": str(tmp_path)}) == []  # the shipped copy is used
     (tmp_path / "o200k_base.tiktoken").write_text("x")
-    assert preflight(VllmOptions(model_dir=tmp_path), {"PATH": str(tmp_path),
-                                                       "TIKTOKEN_ENCODINGS_BASE": str(tmp_path)}) == []
+    with pytest.raises(CouldNotRun, match="SHA-256"):  # a copy the user points at is checked too
+        preflight(VllmOptions(model_dir=tmp_path), {"PATH": str(tmp_path), "TIKTOKEN_ENCODINGS_BASE": str(tmp_path)})
+
+
+def test_the_vllm_child_reads_the_shipped_vocabulary_offline(tmp_path: Path) -> None:
+    from gptoss_cli.vocab import O200K_SHA256, SHIPPED, sha256_of
+
+    env = vllm_env(VllmOptions(model_dir=tmp_path), base={"PATH": "/usr/bin"})
+    assert env["TIKTOKEN_ENCODINGS_BASE"] == str(SHIPPED)
+    assert sha256_of(Path(env["TIKTOKEN_ENCODINGS_BASE"]) / "o200k_base.tiktoken") == O200K_SHA256
+    own = tmp_path / "vocab"
+    own.mkdir()
+    (own / "o200k_base.tiktoken").write_bytes((SHIPPED / "o200k_base.tiktoken").read_bytes())
+    assert vllm_env(VllmOptions(model_dir=tmp_path), base={"TIKTOKEN_ENCODINGS_BASE": str(own)})[
+        "TIKTOKEN_ENCODINGS_BASE"] == str(own)
     path = private_socket_path()
     try:
         assert path.name == "vllm.sock" and path.parent.stat().st_mode & 0o777 == 0o700 and not path.exists()

@@ -19,6 +19,8 @@ from gptoss_cli.config import Settings
 from gptoss_cli.errors import UsageError
 
 if TYPE_CHECKING:
+    from typing import Any, Callable
+
     from gptoss_cli.fetch import FetchOptions, FetchResult, Hooks
 
 _Opt = typer.Option
@@ -61,8 +63,20 @@ def _token(settings: Settings, source: str, log: Callable[[str], None]) -> Any:
     return credential.token
 
 
+def _kernel_spec(kernels: Optional[bool], weights: Any, from_dir: Optional[Path]) -> Optional[tuple[str, str]]:
+    """The kernel repo to fetch with the weights: on by default for openai/gpt-oss-* from a Hub endpoint."""
+    from gptoss_cli.kernels import wanted_kernel
+
+    hub = weights is not None and weights.source == "hf" and from_dir is None
+    if kernels is False or not hub or (kernels is None and not weights.repo_id.startswith("openai/gpt-oss")):
+        return None
+    repo_id, version = wanted_kernel()
+    return repo_id, f"v{version}"
+
+
 def build_options(settings: Settings, *, no_code: bool, no_weights: bool, dry_run: bool,
-                  from_dir: Optional[Path], log: Callable[[str], None] = lambda _m: None) -> "FetchOptions":
+                  from_dir: Optional[Path], log: Callable[[str], None] = lambda _m: None,
+                  kernels: Optional[bool] = None) -> "FetchOptions":
     """Settings (flag > env > file > default) → core options; with --lock, unspecified pins come from the lock."""
     from gptoss_cli.config import git_ssh_environment
     from gptoss_cli.fetch import CodeSpec, FetchOptions, WeightsSpec, apply_lock_defaults
@@ -99,7 +113,8 @@ def build_options(settings: Settings, *, no_code: bool, no_weights: bool, dry_ru
                                             ref_given=given["fetch.ref"], model_given=given["fetch.model"],
                                             revision_given=given["fetch.revision"])
     return FetchOptions(dest=Path(settings["fetch.dest"]), code=code, weights=weights, pinned=pinned,
-                        from_dir=from_dir, jobs=settings["fetch.jobs"], dry_run=dry_run)
+                        from_dir=from_dir, jobs=settings["fetch.jobs"], dry_run=dry_run,
+                        kernels=_kernel_spec(kernels, weights, from_dir))
 
 
 def render(result: "FetchResult", console: Console, out: Optional[Output] = None) -> None:
@@ -122,6 +137,10 @@ def render(result: "FetchResult", console: Console, out: Optional[Output] = None
     elif result.code_plan is not None:
         plan = result.code_plan
         console.print(f"code: would clone {plan['url']} at {plan['ref'] or 'default branch'} via {plan['via']}")
+    if result.kernels is not None:
+        k = result.kernels
+        console.print(f"kernels: {k.repo_id}@{k.revision} ({out.short(k.commit, 12)}), {len(k.files)} files, "
+                      f"{human_size(k.total_bytes)} → model/kernels/ (serve loads them offline)")
     if result.lock_path is not None:
         console.print(f"lock: {result.lock_path}")
 
@@ -164,6 +183,9 @@ def fetch(
                                              "of model files + --lock) by hard link or copy, hash-checked.")] = None,
     allow_pickle: Annotated[bool, _Opt("--allow-pickle", help="Allow .bin/.pt/.pth/.pkl weights (they can run "
                                        "code when loaded).")] = False,
+    kernels: Annotated[Optional[bool], _Opt("--kernels/--no-kernels", help="Also fetch the native MXFP4 kernel "
+                                            "repo the installed transformers loads, through the same endpoint. "
+                                            "(default: on for openai/gpt-oss-*)")] = None,
 ) -> None:
     """Fetch the gpt-oss code and weights (resumable, sha256-checked) and write DEST/gptoss.lock.json."""
     from gptoss_cli.fetch import fetch as run_fetch
@@ -179,7 +201,7 @@ def fetch(
         "fetch.allow_pickle": True if allow_pickle else None,
     })
     options = build_options(settings, no_code=no_code, no_weights=no_weights, dry_run=dry_run, from_dir=from_dir,
-                            log=lambda m: out.info(f"gptoss: {m}"))
+                            log=lambda m: out.info(f"gptoss: {m}"), kernels=kernels)
     with fetch_progress(out) as hooks:
         result = run_fetch(options, hooks)
     if not result.dry_run:

@@ -47,8 +47,13 @@ def serve(
         autocompletion=offer("gptoss_cli.serve.options:DTYPES"),
         help="auto, bfloat16, float16 or float32. (default: auto)")] = None,
     max_model_len: Annotated[
-        Optional[int], typer.Option(help="Context length limit in tokens. (default: the model's)", min=2)
+        Optional[int], typer.Option(help="Context length limit in tokens. (default: the most that fits, at most "
+                                    "the model's)", min=2)
     ] = None,
+    mxfp4: Annotated[Optional[str], typer.Option(
+        autocompletion=offer("gptoss_cli.serve.options:MXFP4_MODES"),
+        help="MXFP4 experts: auto, native (triton kernels), packed (pure torch, 4-bit in memory) or "
+             "dequantise. (default: auto)")] = None,
     reasoning_effort: Annotated[
         Optional[str], typer.Option(autocompletion=offer("gptoss_cli.serve.options:EFFORTS"),
                                     help="Default reasoning effort: low, medium or high. (default: medium)")
@@ -140,6 +145,7 @@ def serve(
     settings = settings_for(ctx, {
         "serve.host": host, "serve.port": port, "serve.served_model_name": served_model_name,
         "serve.aliases": alias or None, "serve.api_key": api_key, "serve.device": device, "serve.dtype": dtype,
+        "serve.mxfp4": mxfp4,
         "serve.max_model_len": max_model_len, "serve.reasoning_effort": reasoning_effort,
         "serve.current_date": current_date, "serve.max_concurrency": max_concurrency, "serve.max_queue": max_queue,
         "serve.kv_cache_memory": kv_cache_memory, "serve.request_timeout": request_timeout,
@@ -260,7 +266,15 @@ def _serve_on(sock: Any, settings: Settings, kind: str, folder: Optional[Path], 
     out.info(f"gptoss: loading {folder} ..." if kind == "transformers" else f"gptoss: starting {engine.description}")
     runtime.run(engine, on_ready=lambda: _ready(out, ready_line(serve_settings, url, engine.description, key_source), {
         "model": serve_settings.served_model_name, "aliases": list(serve_settings.aliases),
-        "engine": engine.description, "url": f"{url}/v1", "api_key_required": bool(serve_settings.api_key or serve_settings.keys_file)}))
+        "engine": engine.description, "url": f"{url}/v1", "api_key_required": bool(serve_settings.api_key or serve_settings.keys_file),
+        **_mxfp4_field(engine)}))
+
+
+def _mxfp4_field(engine: Any) -> dict[str, Any]:
+    """``{"mxfp4": path}`` for an engine that loaded MXFP4 experts (the path they really took), else nothing."""
+    inner = getattr(engine, "inner", None) or engine
+    path = getattr(inner, "mxfp4", None)
+    return {"mxfp4": path} if path else {}
 
 
 def _exit_soon(grace: float = 5.0) -> None:
@@ -337,22 +351,24 @@ def _demo_date() -> str:
 
 
 def _check_memory(folder: Path, settings: Any, out: Output) -> None:
-    """Refuse (exit 3, with the numbers) a model that cannot fit, instead of being OOM-killed mid-load."""
-    from gptoss_cli.serve.engines.transformers.memory import check_memory, gib
-    from gptoss_cli.serve.engines.transformers.engine import (
-        check_weights,
-        native_mxfp4_available,
-        resolve_device,
-        resolve_dtype,
-    )
+    """Refuse (exit 3, with the numbers) a model that cannot fit, instead of being OOM-killed mid-load; say which
+    MXFP4 path and context the engine will take."""
+    from gptoss_cli.config import hf_hub_cache, local_kernels
+    from gptoss_cli.serve.engines.transformers.engine import check_weights, resolve_device
+    from gptoss_cli.serve.engines.transformers.memory import gib
+    from gptoss_cli.serve.engines.transformers.plan import plan_load
 
     check_weights(folder)
     device = resolve_device(settings.device)
-    dtype = resolve_dtype(settings.dtype, device)
-    est = check_memory(folder, device, dtype, max_model_len=settings.max_model_len,
-                       mxfp4_native=native_mxfp4_available(device))
+    plan = plan_load(folder, device, settings.dtype, max_model_len=settings.max_model_len, mxfp4=settings.mxfp4,
+                     hub_cache=hf_hub_cache(), local_kernels=local_kernels())
+    est = plan.estimate
     free = f", {gib(est.available_bytes)} available" if est.available_bytes is not None else ""
     out.info(f"gptoss: memory: about {gib(est.needed_bytes)} on {device} ({est.detail}){free}")
+    if plan.native is not None and plan.mxfp4 != "native":
+        out.info(f"gptoss: MXFP4 experts: {plan.mxfp4} (native kernels not used: {plan.native.reason})")
+    if settings.max_model_len is None:
+        out.info(f"gptoss: context {plan.max_model_len} tokens ({plan.context_reason})")
 
 
 def _make_engine(folder: Path, settings: Any) -> Any:

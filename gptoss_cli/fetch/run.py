@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from gptoss_cli.dest import claim, inside
-from gptoss_cli.errors import CouldNotRun, Interrupted, UsageError
+from gptoss_cli.errors import CouldNotRun, Interrupted, NetworkError, UsageError
 from gptoss_cli.fetch.download import PARTIAL_DIRNAME, Downloader, FileOutcome, PlannedFile, part_name
 from gptoss_cli.fetch.git import fetch_code, mirrored_url
 from gptoss_cli.fetch.http import Requester, make_client
@@ -23,7 +23,7 @@ from gptoss_cli.fetch.lockwrite import build_lock, existing_lock, write_result
 from gptoss_cli.fetch.offline import fetch_from_dir
 from gptoss_cli.fetch.plan import bytes_needed, check_space, plan_from_remote, require_space
 from gptoss_cli.fetch.remote import RemoteSnapshot, check_endpoint, is_huggingface_co
-from gptoss_cli.fetch.types import CodeSpec, FetchOptions, FetchResult, Hooks, ModelResult, WeightsSpec
+from gptoss_cli.fetch.types import CodeSpec, FetchOptions, FetchResult, Hooks, KernelResult, ModelResult, WeightsSpec
 from gptoss_cli.lockfile import CODE_DIRNAME, MODEL_DIRNAME, Lock, public_url
 from gptoss_cli.redact import public_git_url
 from gptoss_cli.verify import ByteCounter
@@ -81,6 +81,33 @@ def _planned_outcomes(planned: tuple[PlannedFile, ...], model_dir: Path, partial
 def _model_result(snapshot: RemoteSnapshot, trust: str, files: tuple[FileOutcome, ...]) -> ModelResult:
     return ModelResult(snapshot.source, snapshot.repo_id, snapshot.commit, snapshot.public_endpoint, trust, files,
                        sum(f.size for f in files), sum(f.transferred for f in files))
+
+
+def _fetch_kernels(options: FetchOptions, requester: Requester, model_dir: Path, partial: Path,
+                   hooks: Hooks) -> Optional[KernelResult]:
+    """The native MXFP4 kernel repo (``options.kernels``) through the weights' endpoint, into
+    ``model_dir/kernels/<name>/`` (gptoss_cli/kernels.py). A mirror without it is a note, not a failure: serve
+    then runs the experts packed or dequantised."""
+    from gptoss_cli.fetch.hub import hub_snapshot
+    from gptoss_cli.kernels import kernel_folder
+
+    assert options.kernels is not None and options.weights is not None
+    repo_id, revision = options.kernels
+    spec = options.weights
+    try:
+        snapshot = hub_snapshot(spec.endpoint, repo_id, revision, spec.token, wait=hooks.retry_wait)
+    except NetworkError as exc:
+        hooks.log(f"kernels: {exc.one_line()}; gptoss serve will run the MXFP4 experts without native kernels "
+                  "(--no-kernels skips this step)")
+        return None
+    prefix = kernel_folder(Path("."), repo_id).as_posix() + "/"
+    planned = [replace(p, path=prefix + p.path) for p in plan_from_remote(snapshot, include=("build/*",))]
+    downloader = Downloader(requester, model_dir, partial, counter=ByteCounter(sum(p.size for p in planned)),
+                            log=hooks.log, retry_wait=hooks.retry_wait)
+    outcomes = tuple(downloader.run(planned, options.jobs))
+    hooks.log(f"kernels: {repo_id}@{revision} ({snapshot.commit[:12]}), {len(outcomes)} files, sha256 checked")
+    return KernelResult(repo_id, revision, snapshot.commit, snapshot.public_endpoint, outcomes,
+                        sum(f.size for f in outcomes), sum(f.transferred for f in outcomes))
 
 
 def _code_plan(spec: CodeSpec) -> dict:
@@ -159,9 +186,12 @@ def _fetch_into(options: FetchOptions, hooks: Hooks, started: float) -> FetchRes
             downloader = Downloader(requester, model_dir, partial, counter=counter, log=hooks.log,
                                     on_file=hooks.file_done, retry_wait=hooks.retry_wait)
             outcomes = downloader.run(list(planned), options.jobs)
-            shutil.rmtree(partial, ignore_errors=True)
             model = _model_result(snapshot, trust, tuple(outcomes))
-    return write_result(dest, existing, code, model, space, started)
+        kernels = None
+        if options.kernels is not None and options.weights is not None and options.weights.source == "hf":
+            kernels = _fetch_kernels(options, requester, model_dir, partial, hooks)
+        shutil.rmtree(partial, ignore_errors=True)
+    return write_result(dest, existing, code, model, space, started, kernels)
 
 
 __all__ = ["CodeSpec", "FetchOptions", "FetchResult", "Hooks", "ModelResult", "WeightsSpec", "apply_lock_defaults",

@@ -47,6 +47,7 @@ class FetchOptions:
     from_dir: Optional[Path] = None
     jobs: int = 8
     dry_run: bool = False
+    kernels: Optional[tuple[str, str]] = None  # (repo_id, revision) of the native MXFP4 kernel to fetch too
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,20 @@ class ModelResult:
 
 
 @dataclass(frozen=True)
+class KernelResult:
+    """The native MXFP4 kernel repo fetched with the weights; file paths are relative to the model folder
+    (``kernels/<name>/…``)."""
+
+    repo_id: str
+    revision: str
+    commit: str
+    endpoint: str  # public: no credentials
+    files: tuple[FileOutcome, ...]
+    total_bytes: int
+    transferred_bytes: int
+
+
+@dataclass(frozen=True)
 class FetchResult:
     dest: Path
     dry_run: bool
@@ -83,6 +98,7 @@ class FetchResult:
     model: Optional[ModelResult]
     space: Optional[SpaceCheck]
     seconds: float
+    kernels: Optional[KernelResult] = None  # the kernel repo fetched with the weights (gptoss_cli/kernels.py)
 
 
-__all__ = ["CodeSpec", "FetchOptions", "FetchResult", "Hooks", "ModelResult", "WeightsSpec"]
+__all__ = ["CodeSpec", "FetchOptions", "FetchResult", "Hooks", "KernelResult", "ModelResult", "WeightsSpec"]

@@ -59,6 +59,7 @@ class ServeSettings:
     engine: str = "transformers"  # transformers | vllm | upstream
     device: str = "auto"
     dtype: str = "auto"
+    mxfp4: str = "auto"  # auto | native | packed | dequantise (serve/engines/transformers/plan.py)
     upstream_url: str | None = None
     upstream_api_key: Secret | None = None  # read from the variable --upstream-api-key-env names
     upstream_model: str | None = None

@@ -29,7 +29,7 @@ def transformers_engine(folder: Path, settings: ServeSettings) -> Any:
     from gptoss_cli.serve.engines.transformers.engine import TransformersEngine
 
     return TransformersEngine(folder, device=settings.device, dtype=settings.dtype,
-                              max_model_len=settings.max_model_len)
+                              max_model_len=settings.max_model_len, mxfp4=settings.mxfp4)
 
 
 def batched(engine: Any, settings: ServeSettings, hooks: EngineHooks | None = None) -> Any:

@@ -73,8 +73,15 @@ def context_length(server: ServerState) -> int | None:
 
 
 async def ready(server: ServerState) -> dict[str, Any]:
+    """Ready: the served name, the context and, for an MXFP4 checkpoint, the path its experts really took
+    (``native``, ``packed`` or ``dequantise``; see serve/engines/transformers/plan.py)."""
     info = server.model_info()
-    return {"status": "ready", "model": server.settings.served_model_name, "max_model_len": info.max_model_len}
+    body: dict[str, Any] = {"status": "ready", "model": server.settings.served_model_name,
+                            "max_model_len": info.max_model_len}
+    engine = getattr(server.engine, "inner", None) or server.engine
+    if getattr(engine, "mxfp4", None):
+        body["mxfp4"] = engine.mxfp4
+    return body
 
 
 __all__ = ["chat", "completion", "context_length", "plan_request", "ready"]

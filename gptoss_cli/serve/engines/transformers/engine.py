@@ -4,6 +4,9 @@ Loading is offline and conservative: ``HF_HUB_OFFLINE=1`` is set before transfor
 folder is read (``local_files_only``), only safetensors weights are accepted (pickle ``.bin``/``.pt`` files can run
 code and are refused), and ``trust_remote_code`` is never enabled. The memory the model needs is checked first
 (``serve/engines/transformers/memory.py``) so a too-small machine gets a clear error instead of the OOM killer.
+What the load does — the MXFP4 path (native kernels, packed experts in ``mxfp4.py``, or dequantised), the dtype and
+the context — is decided first by ``plan.py``; after a native load the engine checks that transformers did not
+silently dequantise, and ``description`` / ``mxfp4`` say the path really taken.
 
 Alone, generation runs on one worker thread, one sequence at a time, in small steps (``_prefill`` then
 ``_decode_step``) so that the server can stop it between two steps: closing the async iterator or cancelling the
@@ -16,7 +19,6 @@ torch, transformers and tokenizers are imported inside methods only.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 import os
 import threading
@@ -28,13 +30,8 @@ from typing import Any, AsyncIterator, Callable, Sequence
 from gptoss_cli.errors import CouldNotRun, UsageError
 from gptoss_cli.serve.engines.interface import STOP_TOKEN_TEXTS, SamplingParams
 from gptoss_cli.serve.engines.transformers.handoff import items_until
-from gptoss_cli.serve.engines.transformers.memory import (
-    PREFILL_CHUNK,
-    check_memory,
-    estimate_memory,
-    gib,
-    read_config,
-)
+from gptoss_cli.serve.engines.transformers.memory import PREFILL_CHUNK, check_memory, read_config
+from gptoss_cli.serve.engines.transformers.plan import LoadPlan, plan_load, resolve_dtype
 from gptoss_cli.serve.options import DTYPES
 from gptoss_cli.weights import is_pickle
 
@@ -107,25 +104,6 @@ def resolve_device(device: str) -> str:
     raise UsageError(f"unknown device {device!r}: use auto, cpu or cuda")
 
 
-def resolve_dtype(dtype: str, device: str) -> str:
-    if dtype == "auto":
-        return "bfloat16" if device.startswith("cuda") else "float32"
-    if dtype in DTYPES:
-        return dtype
-    raise UsageError(f"unknown dtype {dtype!r}: use auto, bfloat16, float16 or float32")
-
-
-def native_mxfp4_available(device: str) -> bool:
-    """Whether transformers can run MXFP4 natively: a CUDA device (>= 7.5) plus the kernels and triton packages."""
-    if not device.startswith("cuda"):
-        return False
-    if importlib.util.find_spec("kernels") is None or importlib.util.find_spec("triton") is None:
-        return False
-    import torch
-
-    return torch.cuda.get_device_capability(torch.device(device)) >= (7, 5)
-
-
 def check_weights(model_dir: Path) -> None:
     """Refuse folders without safetensors weights, naming pickle-only checkpoints explicitly."""
     if not model_dir.is_dir():
@@ -148,9 +126,13 @@ class TransformersEngine:
     supports_batching = True  # engines/build.py wraps it in the BatchingEngine when requests may run together
 
     def __init__(
-        self, model_dir: Path, *, device: str = "auto", dtype: str = "auto", max_model_len: int | None = None
+        self, model_dir: Path, *, device: str = "auto", dtype: str = "auto", max_model_len: int | None = None,
+        mxfp4: str = "auto",
     ) -> None:
         self.model_dir = Path(model_dir)
+        self.requested_mxfp4 = mxfp4
+        self.mxfp4: str | None = None  # after load: native | packed | dequantise (None: no MXFP4 experts)
+        self.plan: LoadPlan | None = None
         self.requested_device = device
         self.requested_dtype = dtype
         self.requested_max_model_len = max_model_len
@@ -174,54 +156,85 @@ class TransformersEngine:
     # -- loading ---------------------------------------------------------------------------------------------------
 
     def load(self) -> None:
+        from gptoss_cli.config import hf_hub_cache, local_kernels
+
         check_weights(self.model_dir)
         config = read_config(self.model_dir)
         self.device = resolve_device(self.requested_device)
-        self.dtype = resolve_dtype(self.requested_dtype, self.device)
         limit = int(config.get("max_position_embeddings") or 4096)
         wanted = self.requested_max_model_len
         if wanted is not None and wanted > limit:
             log.warning("--max-model-len %d is above the model's %d; using %d", wanted, limit, limit)
-        self.max_model_len = min(wanted or limit, limit)
-        mxfp4 = (config.get("quantization_config") or {}).get("quant_method") == "mxfp4"
-        native = mxfp4 and native_mxfp4_available(self.device)
-        check_memory(self.model_dir, self.device, self.dtype, max_model_len=self.max_model_len, mxfp4_native=native)
+        plan = plan_load(self.model_dir, self.device, self.requested_dtype, max_model_len=wanted,
+                         mxfp4=self.requested_mxfp4, hub_cache=hf_hub_cache(), local_kernels=local_kernels())
+        self.dtype, self.max_model_len, self.plan = plan.dtype, plan.max_model_len, plan
         os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is imported: nothing may be downloaded
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
         self.tokenizer = HFTokenizer.from_dir(self.model_dir)
-        model, how = self._load_model(mxfp4, native)
-        self._model = model
+        model, how = self._load_model(plan)
+        from gptoss_cli.serve.engines.transformers.mxfp4 import fold_lm_head
+
+        self._model = fold_lm_head(model)
         self._tune_threads(model)
         import inspect
 
         self._cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         self.default_stop_token_ids = self._stop_ids(model)
         arch = (config.get("architectures") or [type(model).__name__])[0]
-        self.description = f"{arch} on {self.device} ({how})"
+        self.description = f"{arch} on {self.device} ({how}), context {self.max_model_len} ({plan.context_reason})"
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gptoss-generate")
-        log.info("loaded %s from %s; context %d tokens", self.description, self.model_dir, self.max_model_len)
+        log.info("loaded %s from %s", self.description, self.model_dir)
 
-    def _load_model(self, mxfp4: bool, native: bool) -> tuple[Any, str]:
+    def _load_model(self, plan: LoadPlan) -> tuple[Any, str]:
         import torch
 
         self._torch = torch
-        if mxfp4 and native:
+        path = plan.mxfp4
+        if path == "native":
+            self._point_kernels_at_fetched()
             try:
-                return self._from_pretrained(None), "MXFP4 native kernels"
-            except Exception as exc:  # noqa: BLE001 - any kernel/hub problem: fall back to dequantising
-                log.warning("native MXFP4 kernels failed (%s); dequantising to %s instead", exc, self.dtype)
+                model = self._from_pretrained(None)
+            except Exception as exc:  # noqa: BLE001 - any kernel problem: fall back, truthfully reported
+                log.warning("native MXFP4 kernels failed (%s); falling back", exc)
                 self._release_cuda()
-                check_memory(self.model_dir, self.device, self.dtype, max_model_len=self.max_model_len)
-        if mxfp4:
+                path = self._fallback()
+            else:
+                if is_native(model):
+                    self.mxfp4 = "native"
+                    return model, plan.how
+                log.warning("transformers did not use its native MXFP4 kernels (it dequantised the experts)")
+                self.mxfp4 = "dequantise"
+                return model, f"{model.dtype}, MXFP4 dequantised by transformers".replace("torch.", "")
+        self.mxfp4 = path
+        if path == "packed":
+            from gptoss_cli.serve.engines.transformers.mxfp4 import load_packed
+
+            return load_packed(self.model_dir, self.device, self.dtype), f"{self.dtype}, MXFP4 packed"
+        if path == "dequantise":
             from transformers import Mxfp4Config
 
-            est = estimate_memory(self.model_dir, self.device, self.dtype, max_model_len=self.max_model_len)
-            log.warning(
-                "MXFP4 checkpoint without native kernels (needs CUDA plus the `kernels` and `triton` packages): "
-                "dequantising to %s, which needs about %s (%s)", self.dtype, gib(est.needed_bytes), est.detail,
-            )
+            log.info("MXFP4 experts dequantised to %s at load (%s)", self.dtype, plan.estimate.detail)
             return self._from_pretrained(Mxfp4Config(dequantize=True)), f"{self.dtype}, MXFP4 dequantised"
         return self._from_pretrained(None), self.dtype
+
+    def _point_kernels_at_fetched(self) -> None:
+        """``LOCAL_KERNELS`` names the kernel ``gptoss fetch`` put next to the model, so ``kernels`` loads it
+        from there instead of the Hub (before transformers is imported)."""
+        from gptoss_cli.config import local_kernels
+        from gptoss_cli.kernels import KERNEL_REPO, fetched_kernel
+
+        folder = fetched_kernel(self.model_dir)
+        if folder is not None:
+            entries = [e for e in (local_kernels() or "").split(":") if e and not e.startswith(KERNEL_REPO + "=")]
+            os.environ["LOCAL_KERNELS"] = ":".join([*entries, f"{KERNEL_REPO}={folder.resolve()}"])
+
+    def _fallback(self) -> str:
+        """After native kernels failed: dequantise when that fits, else packed experts."""
+        try:
+            check_memory(self.model_dir, self.device, self.dtype, max_model_len=self.max_model_len)
+            return "dequantise"
+        except CouldNotRun:
+            return "packed"
 
     def _from_pretrained(self, quantization_config: Any) -> Any:
         import torch
@@ -368,4 +381,10 @@ class TransformersEngine:
         return token
 
 
-__all__ = ["DEVICES", "DTYPES", "HFTokenizer", "TransformersEngine", "check_weights", "native_mxfp4_available"]
+def is_native(model: Any) -> bool:
+    """Whether transformers really loaded its native MXFP4 experts (it dequantises silently when it cannot)."""
+    return any(type(m).__name__ == "Mxfp4GptOssExperts" for m in model.modules())
+
+
+__all__ = ["DEVICES", "DTYPES", "HFTokenizer", "TransformersEngine", "check_weights", "is_native",
+           "resolve_device", "resolve_dtype"]

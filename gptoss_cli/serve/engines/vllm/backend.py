@@ -131,6 +131,7 @@ def vllm_env(o: VllmOptions, *, api_key: str | None = None, base: Mapping[str, s
     for name in _secret_env_names() | set(drop):
         env.pop(name, None)
     env.update(OFFLINE_ENV)
+    env["TIKTOKEN_ENCODINGS_BASE"] = str(tiktoken_base(env))
     if o.system_start_date:
         env["VLLM_SYSTEM_START_DATE"] = o.system_start_date
     if api_key:
@@ -138,6 +139,18 @@ def vllm_env(o: VllmOptions, *, api_key: str | None = None, base: Mapping[str, s
     else:
         env.pop("VLLM_API_KEY", None)
     return env
+
+
+def tiktoken_base(env: Mapping[str, str]) -> Path:
+    """The folder vLLM's harmony tokenizer reads ``o200k_base.tiktoken`` from (offline: it must not download it,
+    vllm#22525): ``TIKTOKEN_ENCODINGS_BASE`` when that folder holds the file (SHA-256 checked), else the copy
+    shipped in ``gptoss_cli/vocab``."""
+    from gptoss_cli.vocab import check_encodings_base, encodings_base
+
+    base = env.get("TIKTOKEN_ENCODINGS_BASE")
+    if base and (Path(base) / "o200k_base.tiktoken").is_file():
+        return check_encodings_base(Path(base))
+    return encodings_base()
 
 
 def preflight(o: VllmOptions, env: Mapping[str, str]) -> list[str]:
@@ -149,11 +162,10 @@ def preflight(o: VllmOptions, env: Mapping[str, str]) -> list[str]:
         raise UsageError(f"{o.model_dir} has no config.json", hint="point MODEL_DIR at the fetched model/ folder")
     warnings = []
     base = env.get("TIKTOKEN_ENCODINGS_BASE")
-    if not base or not (Path(base) / "o200k_base.tiktoken").is_file():
-        warnings.append(
-            "vLLM's harmony support reads o200k_base.tiktoken and downloads it when missing, which fails offline: "
-            "set TIKTOKEN_ENCODINGS_BASE to a folder holding that file (see docs/deploy-with-dify.md)"
-        )
+    if base and not (Path(base) / "o200k_base.tiktoken").is_file():
+        warnings.append(f"TIKTOKEN_ENCODINGS_BASE={base} holds no o200k_base.tiktoken: vLLM gets the copy shipped "
+                        "with gptoss instead")
+    tiktoken_base(env)  # the shipped copy is checked (SHA-256) before the child starts
     if o.pipeline_parallel_size > 1 and o.distributed_executor_backend not in ("ray", "mp"):
         warnings.append("pipeline parallelism across nodes needs --distributed-executor-backend ray")
     return warnings
@@ -291,6 +303,7 @@ __all__ = [
     "VllmBackend",
     "VllmOptions",
     "preflight",
+    "tiktoken_base",
     "private_socket_path",
     "vllm_argv",
     "vllm_env",
