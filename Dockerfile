@@ -69,7 +69,7 @@ RUN if [ -z "${PIP_INDEX_URL:-}" ]; then unset PIP_INDEX_URL; fi \
     && if [ -z "${PIP_CERT:-}" ]; then unset PIP_CERT; fi \
     && pip install --no-cache-dir ".[serve]" \
     && gptoss --version \
-    && python -c "from gptoss_cli.vocab import encodings_base as e; import os; assert str(e()) == os.environ['TIKTOKEN_ENCODINGS_BASE']"
+    && python -I -c "from gptoss_cli.vocab import encodings_base as e; import os; assert str(e()) == os.environ['TIKTOKEN_ENCODINGS_BASE'], e()"
 
 USER 10001:10001
 EXPOSE 8000
