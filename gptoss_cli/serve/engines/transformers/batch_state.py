@@ -83,11 +83,28 @@ class BatchState:
         positions = torch.tensor([[r.position] for r in self.rows], dtype=torch.long, device=self.device)
         self.mask = torch.cat([self.mask, torch.ones((len(self.rows), 1), dtype=self.mask.dtype,
                                                       device=self.device)], dim=-1)
-        out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=positions, cache=self.cache,
-                         use_cache=True)
+        out = self.model(input_ids=ids, attention_mask=self._decode_masks(), position_ids=positions,
+                         cache=self.cache, use_cache=True)
         for r in self.rows:
             r.position += 1
         return sample(out.logits[:, -1, :], self.rows)
+
+    def _decode_masks(self) -> Any:
+        """The attention masks of one decode step, built here instead of by transformers (which rebuilds a causal
+        mask per layer type every step: a tenth of a small model's step). A query of one token may see every key
+        its layer keeps (full layers: all ``T`` columns; sliding layers: the last ``min(T, window)``), so only
+        padding is masked, with the same additive ``finfo.min`` transformers uses; rows without padding need no
+        mask at all. Other attention implementations get the 2-D mask and build their own."""
+        if self.model.config._attn_implementation != "eager":
+            return self.mask
+        total = self.mask.shape[1]
+        if all(r.position + 1 == total for r in self.rows):  # no row is padded
+            return {"full_attention": None, "sliding_attention": None}
+        dtype = self.model.dtype
+        additive = torch.where(self.mask[:, None, None, :].bool(), torch.zeros((), dtype=dtype, device=self.device),
+                               torch.finfo(dtype).min)
+        window = getattr(self.model.config, "sliding_window", None) or total
+        return {"full_attention": additive, "sliding_attention": additive[..., -min(total, window):]}
 
     def drop_finished(self, finished: Callable[[Any], bool]) -> None:
         if not self.rows:
