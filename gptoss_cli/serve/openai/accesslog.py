@@ -10,7 +10,8 @@
   away — also for non-streaming requests, which Starlette never cancels; the pipeline stops the generation then;
 - when the response is over (or the client went away: status 499), writes one line and feeds the metrics.
 
-Fields: ``ts id method route status prompt_tokens completion_tokens latency_ms ttft_ms cache client`` (+ ``error``).
+Fields: ``ts id method route status prompt_tokens completion_tokens latency_ms ttft_ms cache client`` (+ ``error``;
++ ``kv_waits`` / ``preemptions`` when the batch held the request back for KV memory or preempted it).
 The route is the path only: the query string is never logged. Prompt and completion text appear only with
 ``log_prompts=True`` (``--log-prompts``); privacy is the default.
 """
@@ -65,6 +66,10 @@ def format_line(rec: RequestRecord, fmt: str = "text", decode: Callable[[Sequenc
     }
     if rec.error:
         data["error"] = rec.error
+    if rec.kv_waits:
+        data["kv_waits"] = rec.kv_waits
+    if rec.preemptions:
+        data["preemptions"] = rec.preemptions
     if log_prompts and decode is not None:
         if rec.prompt_ids is not None:
             data["prompt"] = decode(rec.prompt_ids)

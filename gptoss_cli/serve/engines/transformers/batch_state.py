@@ -32,15 +32,22 @@ class BatchState:
         self._new: tuple[list[Any], Any, torch.Tensor] | None = None
 
     # -- steps ----------------------------------------------------------------------------------------------------
+    @property
+    def length(self) -> int:
+        """Columns of the running batch (its longest row; the others are left-padded to it)."""
+        return int(self.mask.shape[1]) if self.rows and self.mask is not None else 0
+
     def prefill(self, reqs: list[Any], chunk: int = 256) -> list[Any]:
         """Run the prompts of ``reqs`` (left-padded, ``chunk`` columns per forward so attention scores stay small);
-        return each one's first sampled token."""
-        length = max(len(r.prompt) for r in reqs)
+        return each one's next sampled token. A preempted request resumes here: its prompt and the tokens it had
+        produced are prefilled, and it keeps its sampler (seeded generator, penalty counts)."""
+        contexts = [list(r.prompt) + list(r.generated) for r in reqs]
+        length = max(len(c) for c in contexts)
         ids = torch.full((len(reqs), length), PAD_ID, dtype=torch.long)
         mask = torch.zeros((len(reqs), length), dtype=torch.long)
-        for i, r in enumerate(reqs):
-            ids[i, length - len(r.prompt):] = torch.tensor(r.prompt, dtype=torch.long)
-            mask[i, length - len(r.prompt):] = 1
+        for i, c in enumerate(contexts):
+            ids[i, length - len(c):] = torch.tensor(c, dtype=torch.long)
+            mask[i, length - len(c):] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
         cache = DynamicCache(config=self.model.config)
@@ -50,9 +57,10 @@ class BatchState:
             out = self.model(input_ids=ids[:, start:end], attention_mask=mask[:, :end],
                              position_ids=positions[:, start:end], cache=cache, use_cache=True, logits_to_keep=1)
             logits = out.logits[:, -1, :]
-        for r in reqs:
-            r.position = len(r.prompt)
-            r.sampler = RowSampler(r.params, self.device)
+        for r, c in zip(reqs, contexts):
+            r.position = len(c)
+            if r.sampler is None:
+                r.sampler = RowSampler(r.params, self.device)
         self._new = (list(reqs), cache, mask)
         return sample(logits, reqs)
 
