@@ -244,9 +244,11 @@ class BatchingEngine:
     def _admit(self, pending: list[_Request], state: Any) -> list[_Request]:
         admitted, held = admit(pending, len(state.rows), state.length, self.sizing, max_batch=self.max_batch,
                                max_prefill_tokens=self.max_prefill_tokens)
-        if held is not None and not held.waited:
-            held.waited = True
-            held.push(_Note("kv_wait"))
+        if held is not None:  # it waits for KV, and so does everyone queued behind it
+            for r in pending:
+                if not r.waited:
+                    r.waited = True
+                    r.push(_Note("kv_wait"))
         return admitted
 
     def _step(self, state: Any, admitted: list[_Request], pending: list[_Request]) -> None:
