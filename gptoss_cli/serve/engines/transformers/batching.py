@@ -279,7 +279,7 @@ class BatchingEngine:
             bisect.insort(pending, r, key=lambda q: q.seq)
 
     def kv_cache_usage(self) -> float | None:
-        """The share of the KV budget the running batch has reserved (0..1), for /metrics; None before loading."""
+        """The share of the KV budget the running batch holds (0..1; a lone row may pass the budget: 1), for /metrics; None before loading."""
         if self.sizing is None or not self.sizing.budget_bytes:
             return None
         return min(1.0, self._kv_reserved / self.sizing.budget_bytes)
