@@ -1,8 +1,8 @@
 """How the batch loop (``batching.py``) shares the KV budget: rows reserve KV as they grow, never for their worst case.
 
-The running batch is left-padded to ``T`` columns, so it holds
-``rows × (T × bytes_per_token + sliding_bytes_per_row)`` bytes of KV (``KVSizing.cost``). A request without ``max_tokens`` may grow to the whole context, but it only costs
-what it holds so far:
+The running batch is left-padded to ``T`` columns, so it holds ``rows × (T × bytes_per_token +
+sliding_bytes_per_row)`` bytes of KV (``KVSizing.cost``). A request without ``max_tokens`` may grow to the whole
+context, but it only costs what it holds so far:
 
 - ``admit``: waiting requests join in order of arrival while the batch with them, grown by ``GROW_TOKENS`` columns,
   fits the budget. The first one that does not fit waits (and the ones behind it); a lone request always runs, even
