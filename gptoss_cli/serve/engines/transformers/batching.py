@@ -227,7 +227,8 @@ class BatchingEngine:
                     self._step(state, admitted, pending)
                 except Exception as exc:  # noqa: BLE001 - one bad step must not kill the server's loop
                     # one forward for all rows failed: its rows cannot be told apart (nor their cache trusted)
-                    rows = [r for r in dict.fromkeys(list(state.rows) + admitted) if not self._finished(r)]
+                    rows = [r for r in dict.fromkeys(list(state.rows) + admitted)
+                            if not self._finished(r) and r not in pending]  # not those preempted before it
                     log.exception("batched decode step failed; failing its %d requests", len(rows))
                     self._fail(rows, exc)
                     state.reset()
