@@ -329,3 +329,36 @@ def test_seeds_are_reduced_the_same_way_on_both_paths(tmp_path):
     finally:
         plain.close()
         batched.close()
+
+
+def test_decode_masks_give_the_logits_transformers_masks_give(model, monkeypatch):
+    """The batch builds its decode-step attention masks itself (padding only); on a padded batch, past the sliding
+    window, every step's logits are bit-for-bit those of transformers building its own masks from the 2-D mask."""
+    from gptoss_cli.serve.engines.transformers import batch_state as bs
+
+    class Row:
+        def __init__(self, prompt):
+            self.prompt, self.generated, self.sampler, self.position = prompt, [], None, 0
+            self.params = SamplingParams(max_tokens=64, temperature=0.0)
+
+    original = bs.sample
+
+    def run(own_masks: bool) -> list:
+        seen: list = []
+        monkeypatch.setattr(bs, "sample", lambda logits, reqs: (seen.append(logits.clone()), original(logits, reqs))[1])
+        state = bs.BatchState(model)
+        if not own_masks:
+            monkeypatch.setattr(state, "_decode_masks", lambda: state.mask)
+        rows = [Row([5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]), Row([21, 22]), Row([31, 32, 33, 34])]
+        with torch.inference_mode():
+            for r, tok in zip(rows, state.prefill(rows, chunk=4)):
+                r.generated.append(tok)
+            state.merge_pending(keep=lambda r: True)
+            for _ in range(20):  # the window is 8: the sliding layers' masks are cut, the full layers' are not
+                for r, tok in zip(state.rows, state.decode()):
+                    r.generated.append(tok)
+        return seen
+
+    ours, theirs = run(True), run(False)
+    assert len(ours) == len(theirs) == 21
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))

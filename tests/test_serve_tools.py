@@ -77,12 +77,12 @@ def test_tool_choice_none_hides_the_tools():
 
 
 def test_tool_choice_required_forces_a_call_header():
-    tail = 'get_weather <|constrain|>json<|message|>{"city":"Paris"}<|call|>'
+    tail = '.get_weather <|constrain|>json<|message|>{"city":"Paris"}<|call|>'
     app, engine = scripted(tail)
     with ready_client(app) as client:
         r = client.post("/v1/chat/completions", json={"messages": ASK_WEATHER, "tools": [WEATHER_TOOL],
                                                       "tool_choice": "required"})
-    assert _decode_prompt(engine).endswith("<|start|>assistant<|channel|>commentary to=functions.")
+    assert _decode_prompt(engine).endswith("<|start|>assistant<|channel|>commentary to=functions")
     choice = r.json()["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
     assert choice["message"]["tool_calls"][0]["function"]["name"] == "get_weather"
@@ -218,3 +218,20 @@ def test_malformed_output_never_5xx_and_never_leaks_markup(script, stream):
     else:
         content = r.json()["choices"][0]["message"]["content"] or ""
     assert "<|" not in content and "|>" not in content and "<|channel|>" not in r.text
+
+
+@pytest.mark.parametrize("name", ["get_weather", "lookup", "Get", "_private", "search2", "x", "9lives", "get-weather"])
+def test_forced_tool_prefix_ends_on_a_boundary_of_the_real_tokenizer(name):
+    """o200k_harmony (the model's own vocabulary) tokenises the header the model writes with the dot inside the
+    name's first token (``functions`` ``.get`` ``_weather``): the forced prefix must end where that tokenisation puts
+    a boundary, not on a lone ``.`` the model never saw there in training."""
+    pytest.importorskip("tiktoken")
+    from gptoss_cli.serve.openai.chat import prefill_for
+    from tests.harmony_corpus import o200k_harmony
+
+    tok = o200k_harmony()
+    whole = tok.encode(f"<|channel|>commentary to=functions.{name} <|constrain|>json<|message|>")
+    required = tok.encode(prefill_for("required"))
+    assert whole[: len(required)] == required
+    assert tok.decode(whole[len(required):]).startswith(f".{name}")
+    assert tok.encode(prefill_for({"type": "function", "function": {"name": name}})) == whole

@@ -96,7 +96,7 @@ class Runtime:
         self.emit_access_log = emit_access_log
         self.metrics = ServeMetrics()
         self.hooks = EngineHooks(on_step=self.metrics.batch_step, observe=self.metrics.upstream_exchange,
-                                 on_failure=self._child_failed)
+                                 on_failure=self._child_failed, on_event=self.metrics.engine_event)
         self._failure: list[BaseException] = []
         self._server: Any = None
 

@@ -34,15 +34,17 @@ def transformers_engine(folder: Path, settings: ServeSettings) -> Any:
 
 def batched(engine: Any, settings: ServeSettings, hooks: EngineHooks | None = None) -> Any:
     """``BatchingEngine.wrap(engine)`` for engines that support batching when ``max_concurrency > 1``; else
-    ``engine`` itself. The batch loop reports every step to ``hooks.on_step``."""
+    ``engine`` itself. The batch loop reports every step to ``hooks.on_step``, KV waits and preemptions to
+    ``hooks.on_event``."""
     from gptoss_cli.serve.engines.transformers.batching import BatchingEngine
     from gptoss_cli.serve.options import parse_size
 
     if settings.max_concurrency <= 1 or not getattr(engine, "supports_batching", False):
         return engine
     budget = parse_size(settings.kv_cache_memory)  # checked with ServeSettings (serve/options.py)
+    hooks = hooks or EngineHooks()
     return BatchingEngine.wrap(engine, max_batch=settings.max_concurrency, kv_cache_bytes=budget,
-                               on_step=(hooks or EngineHooks()).on_step)
+                               on_step=hooks.on_step, on_event=hooks.on_event)
 
 
 def request_engine(

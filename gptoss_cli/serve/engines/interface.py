@@ -99,10 +99,13 @@ class EngineHooks:
     """Where an engine reports what it observes; given to its constructor (``engines/build.py``).
 
     ``on_step(rows, seconds)`` after every batched decode step; ``observe(Observation)`` after every upstream
-    exchange; ``on_failure(reason)`` once when a supervised child is gone for good (the server then exits, code 3).
+    exchange; ``on_failure(reason)`` once when a supervised child is gone for good (the server then exits, code 3);
+    ``on_event(name)`` in a request's own task when the engine holds it back: ``"kv_wait"`` (it waits for KV
+    memory) or ``"preempted"`` (its KV was dropped to make room; it resumes, recomputed).
     """
 
     on_step: Callable[[int, float], None] = _ignore
+    on_event: Callable[[str], None] = _ignore
     observe: Callable[[Any], None] = _ignore
     on_failure: Callable[[str], None] = _ignore
 

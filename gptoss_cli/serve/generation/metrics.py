@@ -17,6 +17,7 @@ The list of metrics (also in the README):
 - ``gptoss_prompt_tokens_total`` / ``gptoss_completion_tokens_total``   token counters
 - ``gptoss_cache_hits_total`` / ``gptoss_cache_misses_total``           response cache
 - ``gptoss_batch_size``                                   histogram: rows per batched decode step
+- ``gptoss_kv_waits_total`` / ``gptoss_preemptions_total``  requests the batch held back for KV / preempted
 - ``gptoss_model_load_seconds``                           time the model took to load
 - ``gptoss_max_concurrency`` / ``gptoss_max_queue``        configured limits
 - ``gptoss_gpu_memory_allocated_bytes{device}`` / ``gptoss_gpu_memory_reserved_bytes{device}``  on CUDA only
@@ -33,6 +34,8 @@ from typing import Any, Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from gptoss_cli.serve.generation.record import note_engine_event
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128)
@@ -97,6 +100,10 @@ class ServeMetrics:
                                     registry=r)
         self.batch_size = Histogram("gptoss_batch_size", "Rows in each batched decode step", buckets=BATCH_BUCKETS,
                                     registry=r)
+        self.kv_waits = Counter("gptoss_kv_waits", "Requests that waited for KV memory before joining the batch",
+                                registry=r)
+        self.preemptions = Counter("gptoss_preemptions", "Times a request's KV was dropped to make room for the "
+                                   "batch (it resumed, recomputed)", registry=r)
         self.model_load = Gauge("gptoss_model_load_seconds", "Seconds the model took to load", registry=r)
         self.max_concurrency = Gauge("gptoss_max_concurrency", "Configured --max-concurrency", registry=r)
         self.max_queue = Gauge("gptoss_max_queue", "Configured --max-queue", registry=r)
@@ -159,6 +166,14 @@ class ServeMetrics:
         """``BatchingEngine(on_step=metrics.batch_step)``; called from the engine thread (instruments are locked)."""
         if rows:
             self.batch_size.observe(rows)
+
+    def engine_event(self, name: str) -> None:
+        """``EngineHooks.on_event``, called in the request's task: the counter and that request's record."""
+        if name == "kv_wait":
+            self.kv_waits.inc()
+        elif name == "preempted":
+            self.preemptions.inc()
+        note_engine_event(name)
 
     # -- per request ----------------------------------------------------------------------------------------------
     def request_done(self, path: str, status: int, seconds: float) -> None:

@@ -38,11 +38,24 @@ class RequestRecord:
     completion_text: str | None = None
     disconnected: asyncio.Future | None = None  # completes when the client goes away
     policy_hits: list[str] = field(default_factory=list)  # ids of the policy rules this request hit, in order
+    kv_waits: int = 0  # times the engine held it back for KV memory
+    preemptions: int = 0  # times the engine dropped its KV to make room (it resumed, recomputed)
 
     def first_token(self) -> float:
         if self.ttft is None:
             self.ttft = time.perf_counter() - self.start
         return self.ttft
+
+
+def note_engine_event(name: str) -> None:
+    """Count an engine's ``"kv_wait"`` / ``"preempted"`` on the record of the request being handled (if any)."""
+    rec = _current.get()
+    if rec is None:
+        return
+    if name == "kv_wait":
+        rec.kv_waits += 1
+    elif name == "preempted":
+        rec.preemptions += 1
 
 
 _current: contextvars.ContextVar[RequestRecord | None] = contextvars.ContextVar("gptoss_request", default=None)
@@ -53,4 +66,4 @@ def current_record() -> RequestRecord | None:
     return _current.get()
 
 
-__all__ = ["RequestRecord", "current_record"]
+__all__ = ["RequestRecord", "current_record", "note_engine_event"]

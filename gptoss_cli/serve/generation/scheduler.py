@@ -232,35 +232,36 @@ class Scheduler:
     async def run(
         self, lease: Lease, inner: AsyncIterator[Any], stop: asyncio.Future | None = None
     ) -> AsyncIterator[Any]:
-        """Yield ``inner``'s items while ``lease`` holds; free everything on any exit."""
-        timeout = self.request_timeout
-        watch_extra = {lease.aborted} if stop is None else {lease.aborted, stop}
+        """Yield ``inner``'s items while ``lease`` holds; free everything on any exit.
+
+        The deadline, the shutdown abort and ``stop`` are watched once for the whole stream (a timer and two
+        callbacks), not per item: one that fires while the consumer waits for the next item cancels that wait
+        (``Task.cancel``, taken back with ``uncancel`` as ``asyncio.timeout`` does) and the matching error is
+        raised; one that fires while the consumer is busy with an item is raised when it asks for the next."""
+        watch = _Watch(asyncio.current_task())
+        loop = asyncio.get_running_loop()
+        timer = None if lease.deadline == math.inf else loop.call_at(
+            loop.time() + max(0.0, lease.remaining()), watch.fire, "timed_out")
+        futures = [(lease.aborted, "aborted")] + ([(stop, "cancelled")] if stop is not None else [])
+        callbacks = [(f, watch.on_done(why)) for f, why in futures]
+        for f, cb in callbacks:
+            f.add_done_callback(cb)
         finished = False
-        pending: asyncio.Future | None = None
         try:
             while True:
-                pending = asyncio.ensure_future(inner.__anext__())
-                left = lease.remaining()
-                done, _ = await asyncio.wait({pending, *watch_extra}, timeout=None if left == math.inf else max(
-                    0.0, left), return_when=asyncio.FIRST_COMPLETED)
-                if pending not in done:
-                    pending.cancel()
-                    await _swallow(pending)
-                    pending = None
-                    if lease.aborted.done():
-                        self.on_event("aborted")
-                        raise Aborted()
-                    if stop is not None and stop.done():
-                        self.on_event("cancelled")
-                        raise ClientGone()
-                    self.on_event("timed_out")
-                    raise RequestTimedOut(timeout or 0.0, "generating")
-                task, pending = pending, None
+                watch.check(self)
+                watch.inside = True
                 try:
-                    item = task.result()
+                    item = await inner.__anext__()
                 except StopAsyncIteration:
                     finished = True
                     return
+                except asyncio.CancelledError:
+                    if watch.reason is not None and watch.task is not None and watch.task.uncancel() == 0:
+                        watch.check(self)
+                    raise
+                finally:
+                    watch.inside = False
                 yield item
         except asyncio.CancelledError:  # the consuming task was cancelled: the client went away
             if not finished:
@@ -268,9 +269,10 @@ class Scheduler:
             raise
         finally:
             lease.release()  # first, and synchronously: the slot is free even if the awaits below are cancelled
-            if pending is not None:
-                pending.cancel()
-                await _swallow(pending)
+            if timer is not None:
+                timer.cancel()
+            for f, cb in callbacks:
+                f.remove_done_callback(cb)
             await _aclose(inner)
 
     # -- shutdown -------------------------------------------------------------------------------------------------
@@ -299,11 +301,34 @@ class Scheduler:
         return False
 
 
-async def _swallow(fut: asyncio.Future) -> None:
-    try:
-        await fut
-    except BaseException:  # noqa: BLE001 - the result of a cancelled step is of no interest
-        pass
+class _Watch:
+    """What stops a running stream (``Scheduler.run``): the first reason that fires, and the task to interrupt."""
+
+    def __init__(self, task: asyncio.Task | None) -> None:
+        self.task = task
+        self.reason: str | None = None
+        self.inside = False  # the consumer is waiting for the engine's next item
+
+    def fire(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+            if self.inside and self.task is not None:
+                self.task.cancel()
+
+    def on_done(self, reason: str) -> Callable[[asyncio.Future], None]:
+        return lambda fut: self.fire(reason)
+
+    def check(self, scheduler: "Scheduler") -> None:
+        """Raise the error of the reason that fired (and count it), if one did."""
+        reason = self.reason
+        if reason is None:
+            return
+        scheduler.on_event(reason)
+        if reason == "aborted":
+            raise Aborted()
+        if reason == "cancelled":
+            raise ClientGone()
+        raise RequestTimedOut(scheduler.request_timeout or 0.0, "generating")
 
 
 async def _aclose(inner: Any) -> None:

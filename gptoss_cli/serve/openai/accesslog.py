@@ -11,8 +11,9 @@
 - when the response is over (or the client went away: status 499), writes one line and feeds the metrics.
 
 Fields: ``ts id method route status prompt_tokens completion_tokens latency_ms ttft_ms cache client key``
-(+ ``error``, and ``policy``: the ids of the ``--policy`` rules the request hit); ``key`` is the API key's name, never
-the key. ``on_finish`` callbacks (per-key usage, the journal) get the finished record after the line is written.
+(+ ``error``; ``policy``: the ids of the ``--policy`` rules the request hit; ``kv_waits`` / ``preemptions`` when the
+batch held the request back for KV memory or preempted it); ``key`` is the API key's name, never the key.
+``on_finish`` callbacks (per-key usage, the journal) get the finished record after the line is written.
 The route is the path only: the query string is never logged. Prompt and completion text appear only with
 ``log_prompts=True`` (``--log-prompts``); privacy is the default.
 """
@@ -70,6 +71,10 @@ def format_line(rec: RequestRecord, fmt: str = "text", decode: Callable[[Sequenc
         data["error"] = rec.error
     if rec.policy_hits:
         data["policy"] = ",".join(rec.policy_hits)
+    if rec.kv_waits:
+        data["kv_waits"] = rec.kv_waits
+    if rec.preemptions:
+        data["preemptions"] = rec.preemptions
     if log_prompts and decode is not None:
         if rec.prompt_ids is not None:
             data["prompt"] = decode(rec.prompt_ids)

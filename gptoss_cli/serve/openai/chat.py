@@ -4,8 +4,8 @@
   model reads text only), tool-call arguments become JSON text, legacy ``function`` messages become ``tool`` ones.
 - ``tools`` (and legacy ``functions``) are declared to the model unless ``tool_choice`` is ``none``.
 - ``tool_choice`` ``required`` / a named function: the server forces the start of the assistant message (a prefill of
-  ``<|channel|>commentary to=functions.`` plus the name for a named choice), so the first thing the model writes is
-  the call. ``auto`` leaves the choice to the model.
+  ``<|channel|>commentary to=functions`` — the model writes ``.name`` — or the whole header for a named choice), so
+  the first thing the model writes is the call. ``auto`` leaves the choice to the model.
 - ``response_format``: rendered into the developer message by the harmony renderer and enforced on the final channel
   by validate-and-retry (``jsonformat.py``); streamed requests with a JSON format are generated whole, checked, then
   sent as chunks.
@@ -165,9 +165,15 @@ def tools_and_choice(req: ChatCompletionRequest) -> tuple[list[dict[str, Any]] |
 
 def prefill_for(choice: Any) -> str:
     """Assistant-header text the server writes for the model when a tool call is mandatory (the client's function
-    name is defanged: it reaches the model as text, never as a special token)."""
+    name is defanged: it reaches the model as text, never as a special token).
+
+    The prefill ends where the model's own tokenizer puts a token boundary in the whole header: o200k splits
+    ``to=functions.get_weather`` as ``to`` ``=`` ``functions`` ``.get`` ``_weather`` — the dot belongs to the
+    name's first token — so ``required`` stops before the dot (a lone ``.`` token would push the model across a
+    boundary it never saw in training), and a named choice forces the whole header, name and all, tokenised
+    together."""
     if choice == "required":
-        return "<|channel|>commentary to=functions."
+        return "<|channel|>commentary to=functions"
     if isinstance(choice, dict):
         name = defang(choice["function"]["name"])
         return f"<|channel|>commentary to=functions.{name} <|constrain|>json<|message|>"

@@ -32,15 +32,22 @@ class BatchState:
         self._new: tuple[list[Any], Any, torch.Tensor] | None = None
 
     # -- steps ----------------------------------------------------------------------------------------------------
+    @property
+    def length(self) -> int:
+        """Columns of the running batch (its longest row; the others are left-padded to it)."""
+        return int(self.mask.shape[1]) if self.rows and self.mask is not None else 0
+
     def prefill(self, reqs: list[Any], chunk: int = 256) -> list[Any]:
         """Run the prompts of ``reqs`` (left-padded, ``chunk`` columns per forward so attention scores stay small);
-        return each one's first sampled token."""
-        length = max(len(r.prompt) for r in reqs)
+        return each one's next sampled token. A preempted request resumes here: its prompt and the tokens it had
+        produced are prefilled, and it keeps its sampler (seeded generator, penalty counts)."""
+        contexts = [list(r.prompt) + list(r.generated) for r in reqs]
+        length = max(len(c) for c in contexts)
         ids = torch.full((len(reqs), length), PAD_ID, dtype=torch.long)
         mask = torch.zeros((len(reqs), length), dtype=torch.long)
-        for i, r in enumerate(reqs):
-            ids[i, length - len(r.prompt):] = torch.tensor(r.prompt, dtype=torch.long)
-            mask[i, length - len(r.prompt):] = 1
+        for i, c in enumerate(contexts):
+            ids[i, length - len(c):] = torch.tensor(c, dtype=torch.long)
+            mask[i, length - len(c):] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
         cache = DynamicCache(config=self.model.config)
@@ -50,9 +57,10 @@ class BatchState:
             out = self.model(input_ids=ids[:, start:end], attention_mask=mask[:, :end],
                              position_ids=positions[:, start:end], cache=cache, use_cache=True, logits_to_keep=1)
             logits = out.logits[:, -1, :]
-        for r in reqs:
-            r.position = len(r.prompt)
-            r.sampler = RowSampler(r.params, self.device)
+        for r, c in zip(reqs, contexts):
+            r.position = len(c)
+            if r.sampler is None:
+                r.sampler = RowSampler(r.params, self.device)
         self._new = (list(reqs), cache, mask)
         return sample(logits, reqs)
 
@@ -83,11 +91,28 @@ class BatchState:
         positions = torch.tensor([[r.position] for r in self.rows], dtype=torch.long, device=self.device)
         self.mask = torch.cat([self.mask, torch.ones((len(self.rows), 1), dtype=self.mask.dtype,
                                                       device=self.device)], dim=-1)
-        out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=positions, cache=self.cache,
-                         use_cache=True)
+        out = self.model(input_ids=ids, attention_mask=self._decode_masks(), position_ids=positions,
+                         cache=self.cache, use_cache=True)
         for r in self.rows:
             r.position += 1
         return sample(out.logits[:, -1, :], self.rows)
+
+    def _decode_masks(self) -> Any:
+        """The attention masks of one decode step, built here instead of by transformers (which rebuilds a causal
+        mask per layer type every step: a tenth of a small model's step). A query of one token may see every key
+        its layer keeps (full layers: all ``T`` columns; sliding layers: the last ``min(T, window)``), so only
+        padding is masked, with the same additive ``finfo.min`` transformers uses; rows without padding need no
+        mask at all. Other attention implementations get the 2-D mask and build their own."""
+        if self.model.config._attn_implementation != "eager":
+            return self.mask
+        total = self.mask.shape[1]
+        if all(r.position + 1 == total for r in self.rows):  # no row is padded
+            return {"full_attention": None, "sliding_attention": None}
+        dtype = self.model.dtype
+        additive = torch.where(self.mask[:, None, None, :].bool(), torch.zeros((), dtype=dtype, device=self.device),
+                               torch.finfo(dtype).min)
+        window = getattr(self.model.config, "sliding_window", None) or total
+        return {"full_attention": additive, "sliding_attention": additive[..., -min(total, window):]}
 
     def drop_finished(self, finished: Callable[[Any], bool]) -> None:
         if not self.rows:
