@@ -18,7 +18,6 @@ import importlib.metadata as md
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from gptoss_cli.errors import CouldNotRun, UsageError
 from gptoss_cli.kernels import KERNEL_REPO, KERNEL_VERSION, fetched_kernel
