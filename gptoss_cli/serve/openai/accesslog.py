@@ -92,13 +92,26 @@ def format_line(rec: RequestRecord, fmt: str = "text", decode: Callable[[Sequenc
     return " ".join(parts)
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a line is emitted (not the one at set-up: a test harness or the
+    CLI may have replaced, and closed, that one since)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:  # StreamHandler.__init__ assigns it; sys.stderr is read at emit time
+        pass
+
+
 def configure_access_logger(stream: Any = None) -> logging.Logger:
     """Send ``gptoss.access`` lines, bare, to ``stream`` (stderr by default); idempotent."""
     logger = logging.getLogger(ACCESS_LOGGER)
     logger.setLevel(logging.INFO)
     logger.propagate = False
     if not any(getattr(h, "_gptoss_access", False) for h in logger.handlers):
-        handler = logging.StreamHandler(stream or sys.stderr)
+        handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderr()
         handler.setFormatter(logging.Formatter("%(message)s"))
         handler._gptoss_access = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
