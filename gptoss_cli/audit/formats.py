@@ -14,7 +14,6 @@ from gptoss_cli.lockfile import atomic_write_text
 
 FORMATS = ("table", "json", "cyclonedx", "sarif")
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
-INFO_URI = "https://github.com/gptoss/gptoss-cli"
 
 
 def render(report: AuditReport, fmt: str) -> str:
@@ -134,7 +133,7 @@ def to_sarif(report: AuditReport) -> dict[str, Any]:
         "version": "2.1.0",
         "runs": [{
             "tool": {"driver": {"name": "gptoss-audit", "version": __version__, "semanticVersion": __version__,
-                                "informationUri": INFO_URI, "rules": rules}},
+                                "rules": rules}},  # no informationUri: the project has no public home to name
             "invocations": [{"executionSuccessful": report.outcome != OUTCOME_INCOMPLETE,
                              "exitCode": report.exit_code, "toolExecutionNotifications": notes}],
             "results": results,
