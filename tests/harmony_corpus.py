@@ -1,7 +1,7 @@
 """Corpora and helpers for the harmony tests: an o200k_harmony tokenizer, conversations, generated token sequences.
 
 - ``o200k_harmony()``: a tiktoken ``Encoding`` with the harmony special tokens, built offline from
-  ``tests/fixtures/o200k_base.tiktoken``, wrapped to satisfy ``serve.engine.Tokenizer``.
+  ``gptoss_cli/vocab/o200k_base.tiktoken``, wrapped to satisfy ``serve.engine.Tokenizer``.
 - ``reference_encoding()``: openai-harmony's encoding, loaded offline (``TIKTOKEN_ENCODINGS_BASE``).
 - ``CONVERSATIONS``: OpenAI chat requests; ``library_conversation()`` maps one onto openai-harmony objects (an
   independent, deliberately plain restatement of the mapping documented in ``serve/harmony/render.py``) so the
@@ -20,7 +20,8 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-FIXTURES = Path(__file__).parent / "fixtures"
+# The vocabulary gptoss ships as package data (one copy in the repository; its SHA-256 is checked below).
+FIXTURES = Path(__file__).resolve().parent.parent / "gptoss_cli" / "vocab"
 O200K_FILE = FIXTURES / "o200k_base.tiktoken"
 O200K_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
 DATE = "2026-11-28"

@@ -1,5 +1,5 @@
 """A tiny gpt-oss checkpoint in the exact real format: MXFP4 experts, vocabulary 201088, and the real o200k_harmony
-``tokenizer.json`` built offline from ``tests/fixtures/o200k_base.tiktoken`` plus the harmony special tokens at
+``tokenizer.json`` built offline from ``gptoss_cli/vocab/o200k_base.tiktoken`` plus the harmony special tokens at
 their ids (199998-200018; ids 200019-201087 are embedding padding the tokenizer never produces).
 
 - ``write_o200k_harmony_tokenizer(path)``: the tokenizer files (takes a few seconds: the BPE merges are derived

@@ -29,7 +29,7 @@ from tests.wheel_fixtures import base_wheels
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parent.parent
-VOCAB = ROOT / "tests" / "fixtures" / "o200k_base.tiktoken"
+VOCAB = ROOT / "gptoss_cli" / "vocab" / "o200k_base.tiktoken"
 SHARD = "model-00000-of-00002.safetensors"
 
 pytestmark = pytest.mark.slow

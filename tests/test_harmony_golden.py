@@ -1,4 +1,4 @@
-"""Golden tests against the official openai-harmony library (loaded offline from tests/fixtures).
+"""Golden tests against the official openai-harmony library (loaded offline from the shipped gptoss_cli/vocab).
 
 Rendering: our prompt text equals the library's rendered tokens decoded, and our text encoded with o200k_harmony
 equals the library's tokens. Parsing: our messages equal ``StreamableParser(strict=False)``'s on well-formed and

@@ -125,7 +125,7 @@ def test_dependency_floors_are_what_the_code_needs(wheel_files):
 
 def test_sdist_ships_what_its_tests_need(sdist_names):
     wanted = {"LICENSE", "README.md", "CHANGELOG.md", "pyproject.toml", "MANIFEST.in", "PKG-INFO",
-              "tests/fixtures/o200k_base.tiktoken", "tests/conftest.py", "scripts/setup.sh", "scripts/test.sh",
+              "gptoss_cli/vocab/o200k_base.tiktoken", "tests/conftest.py", "scripts/setup.sh", "scripts/test.sh",
               "scripts/gen_completions.py", "scripts/gen_config_table.py", ".ci/run", "Dockerfile", "compose.yaml",
               ".dockerignore", "completions/gptoss.bash", "docs/deploy-with-dify.md"}
     assert wanted <= sdist_names, sorted(wanted - sdist_names)
