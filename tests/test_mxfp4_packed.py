@@ -103,6 +103,20 @@ def test_packed_and_dequantised_greedy_tokens_are_identical(engines: Any) -> Non
         assert collect(engines["packed"], ids, GREEDY) == collect(engines["dequantise"], ids, GREEDY)
 
 
+def test_packed_decode_steps_equal_transformers_generate(engines: Any) -> None:
+    """The fast decode step calls the packed experts module; its greedy tokens are transformers' own."""
+    from gptoss_cli.serve.engines.transformers.decode_step import decode_step_for
+
+    model = engines["packed"].model
+    assert decode_step_for(model) is not None
+    ids = o200k_harmony().encode(PROMPTS[0])
+    with torch.inference_mode():
+        ref = model.generate(torch.tensor([ids]), max_new_tokens=GREEDY.max_tokens, do_sample=False,
+                             eos_token_id=None, pad_token_id=199999)[0, len(ids):].tolist()
+    ours = collect(engines["packed"], ids, GREEDY)
+    assert ours == ref[:len(ours)] and ours
+
+
 def test_packed_greedy_tokens_batched_equal_alone(real_dir: Path, engines: Any) -> None:
     ids = [o200k_harmony().encode(p) for p in PROMPTS]
     alone = [collect(engines["dequantise"], i, GREEDY) for i in ids]

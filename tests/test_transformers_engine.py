@@ -14,6 +14,7 @@ from gptoss_cli.errors import CouldNotRun
 from gptoss_cli.serve.engines.interface import SamplingParams, Tokenizer
 from gptoss_cli.serve.engines.transformers.memory import GIB, check_memory, estimate_memory, weight_bytes
 from gptoss_cli.serve.engines.transformers.engine import TransformersEngine
+from gptoss_cli.serve.engines.transformers.decode_step import decode_step_for
 from tests.model_fixtures import load_engine, make_tiny_model, make_tiny_mxfp4_model, make_virtual_20b
 
 PROMPT = "<|start|>user<|message|>hello there<|end|><|start|>assistant"
@@ -66,6 +67,7 @@ def test_greedy_matches_transformers_generate_across_prefill_chunks(engine: Any)
 
     prompt = engine.tokenizer.encode("<|start|>user<|message|>" + "lorem ipsum dolor sit amet " * 12 + "<|end|>")
     assert len(prompt) > 300  # > PREFILL_CHUNK and far beyond the sliding window of 8
+    assert decode_step_for(engine.model) is not None  # the decode steps compared here are the fast ones
     ours = collect(engine, prompt, SamplingParams(max_tokens=12, temperature=0.0, stop_token_ids=(-1,)))
     with torch.no_grad():
         ref = engine.model.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False,

@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import torch
 from transformers import DynamicCache
 
+from gptoss_cli.serve.engines.transformers.decode_step import decode_step_for
 from gptoss_cli.serve.engines.transformers.numerics import NonFiniteLogits, non_finite_rows
 from gptoss_cli.serve.engines.transformers.sampling import RowSampler
 
@@ -30,6 +31,7 @@ class BatchState:
         self.cache: Any = None
         self.mask: torch.Tensor | None = None
         self._new: tuple[list[Any], Any, torch.Tensor] | None = None
+        self.fast_step = decode_step_for(model)  # None: every step goes through model(...)
 
     # -- steps ----------------------------------------------------------------------------------------------------
     @property
@@ -91,11 +93,15 @@ class BatchState:
         positions = torch.tensor([[r.position] for r in self.rows], dtype=torch.long, device=self.device)
         self.mask = torch.cat([self.mask, torch.ones((len(self.rows), 1), dtype=self.mask.dtype,
                                                       device=self.device)], dim=-1)
-        out = self.model(input_ids=ids, attention_mask=self._decode_masks(), position_ids=positions,
-                         cache=self.cache, use_cache=True)
+        masks = self._decode_masks()
+        if self.fast_step is not None and isinstance(masks, dict):
+            logits = self.fast_step(ids, positions, self.cache, masks)
+        else:
+            logits = self.model(input_ids=ids, attention_mask=masks, position_ids=positions,
+                                cache=self.cache, use_cache=True).logits[:, -1, :]
         for r in self.rows:
             r.position += 1
-        return sample(out.logits[:, -1, :], self.rows)
+        return sample(logits, self.rows)
 
     def _decode_masks(self) -> Any:
         """The attention masks of one decode step, built here instead of by transformers (which rebuilds a causal

@@ -367,7 +367,10 @@ class TransformersEngine:
 
     def _decode_step(self, seq: _Sequence, token: int) -> None:
         """Feed one sampled token; afterwards ``seq.logits`` predicts the next one."""
-        seq.logits = self._forward([token], seq.cache)
+        from gptoss_cli.serve.engines.transformers.decode_step import decode_step_for
+
+        step = decode_step_for(self._model)
+        seq.logits = self._forward([token], seq.cache) if step is None else step.one(token, seq.length, seq.cache)
         seq.length += 1
 
     def _sample(self, seq: _Sequence) -> int:
