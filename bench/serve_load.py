@@ -1,16 +1,19 @@
 """Load benchmark: ``gptoss serve`` vs ``transformers serve --continuous-batching`` on the same model, same run.
 
     python bench/serve_load.py [MODEL_DIR] [--clients 1,8,32] [--tokens 64] [--rounds 2] [--threads N]
-                               [--peer-path DIR]
+                               [--repeat 3] [--peer-path DIR]
 
 ``transformers serve`` always loads with a ``device_map`` and so needs ``accelerate``, which gptoss does not: give it
 to the peer only, e.g. ``pip install --target /tmp/peer --no-deps accelerate psutil`` and ``--peer-path /tmp/peer``.
 
 MODEL_DIR defaults to the demo model shipped in gptoss_cli/demo/model. Both servers run on 127.0.0.1 with the same
-torch thread count, one after the other (never at the same time, so they do not steal each other's cores). For each
+torch thread count, one after the other (never at the same time, so they do not steal each other's cores), and
+``--repeat`` times, alternating which goes first: these machines are noisy (the same wave swings by 2x between
+runs), so a comparison is the median of ``--repeat`` pairs measured next to each other, not one pair. For each
 concurrency level every client sends ``--rounds`` streamed chat requests (distinct prompts, temperature 0,
 ``max_tokens`` = ``--tokens``). Printed per server and level: completion tokens/s (all tokens / wall time), time to
-first token p50/p95, and each server's peak RSS (VmHWM from /proc); then the ratios gptoss / peer.
+first token p50/p95 (each the median over the repeats), and each server's peak RSS (VmHWM from /proc); then the
+ratios gptoss / peer: the median of the per-repeat ratios, with every repeat's ratio after it.
 
 The peer: ``transformers serve DIR --continuous-batching --cb-num-blocks 32 --cb-max-batch-tokens 512``. Ours:
 ``gptoss serve DIR --skip-verify --max-concurrency C --no-cache`` (the response cache is off: it would answer
@@ -204,6 +207,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=0, help="torch threads for both servers (0: torch's default)")
+    ap.add_argument("--repeat", type=int, default=3, help="pairs of runs, alternating which server goes first")
     ap.add_argument("--peer-path", default="", help="extra PYTHONPATH for transformers serve (accelerate)")
     args = ap.parse_args()
     levels = [int(x) for x in args.clients.split(",")]
@@ -223,8 +227,6 @@ def main() -> None:
                  "--max-concurrency", str(max(levels)), "--max-queue", str(4 * max(levels)), "--no-cache",
                  "--device", "cpu", "--current-date", date]
     ours_target = Target("gptoss serve", f"http://127.0.0.1:{p1}", served, True, date)
-    ours, ours_rss, ours_start = measure(ours_target, ours_argv, "/ready", levels, args.rounds, args.tokens, env,
-                                         logs / "gptoss.log")
     p2 = free_port()
     peer_argv = [peer, "serve", str(folder), "--continuous-batching", "--cb-num-blocks", "32",
                  "--cb-max-batch-tokens", "512", "--host", "127.0.0.1", "--port", str(p2), "--device", "cpu"]
@@ -235,24 +237,43 @@ def main() -> None:
     check = subprocess.run([sys.executable, "-c", "import accelerate"], env=peer_env, capture_output=True)
     if check.returncode != 0:
         raise SystemExit("transformers serve needs `accelerate`; install it for the peer and pass --peer-path")
-    theirs, peer_rss, peer_start = measure(peer_target, peer_argv, "/health", levels, args.rounds, args.tokens,
-                                           peer_env, logs / "transformers.log")
+    sides = {
+        "ours": (ours_target, ours_argv, "/ready", env, "gptoss"),
+        "peer": (peer_target, peer_argv, "/health", peer_env, "transformers"),
+    }
+    runs: dict[str, list[tuple[list[Wave], float, float]]] = {"ours": [], "peer": []}
+    for i in range(max(1, args.repeat)):
+        for side in (("ours", "peer") if i % 2 == 0 else ("peer", "ours")):
+            target, argv, ready, side_env, name = sides[side]
+            runs[side].append(measure(target, argv, ready, levels, args.rounds, args.tokens, side_env,
+                                      logs / f"{name}-{i}.log"))
+    report(levels, runs, args)
 
-    print(f"model: {folder}   tokens/request: {args.tokens}   rounds/client: {args.rounds}   "
-          f"threads: {args.threads or 'default'}")
+
+def report(levels: list[int], runs: dict[str, list[tuple[list[Wave], float, float]]], args: argparse.Namespace) -> None:
+    med = statistics.median
+    print(f"model: {args.model_dir or demo_dir()}   tokens/request: {args.tokens}   rounds/client: {args.rounds}   "
+          f"threads: {args.threads or 'default'}   repeats: {len(runs['ours'])} (medians)")
     head = f"{'clients':>7} | {'server':<18} | {'tok/s':>8} | {'TTFT p50':>9} | {'TTFT p95':>9} | {'tokens':>6} | err"
     print(head)
     print("-" * len(head))
-    for a, b in zip(ours, theirs):
-        for name, w in (("gptoss serve", a), ("transformers serve", b)):
-            print(f"{w.clients:>7} | {name:<18} | {w.tps:>8.1f} | {w.pct(0.5) * 1000:>7.0f}ms | "
-                  f"{w.pct(0.95) * 1000:>7.0f}ms | {w.tokens:>6} | {w.errors}")
-        ratio = a.tps / b.tps if b.tps else float("nan")
-        ttft = a.pct(0.5) / b.pct(0.5) if b.ttfts else float("nan")
-        print(f"{'':>7} | {'ratio ours/peer':<18} | {ratio:>7.2f}x | {ttft:>8.2f}x |")
+    for k, clients in enumerate(levels):
+        ours = [waves[k] for waves, _, _ in runs["ours"]]
+        theirs = [waves[k] for waves, _, _ in runs["peer"]]
+        for name, ws in (("gptoss serve", ours), ("transformers serve", theirs)):
+            print(f"{clients:>7} | {name:<18} | {med(w.tps for w in ws):>8.1f} | "
+                  f"{med(w.pct(0.5) for w in ws) * 1000:>7.0f}ms | {med(w.pct(0.95) for w in ws) * 1000:>7.0f}ms | "
+                  f"{ws[0].tokens:>6} | {sum(w.errors for w in ws)}")
+        ratios = [a.tps / b.tps if b.tps else float("nan") for a, b in zip(ours, theirs)]
+        ttfts = [a.pct(0.5) / b.pct(0.5) if b.ttfts else float("nan") for a, b in zip(ours, theirs)]
+        each = ", ".join(f"{r:.2f}x/{t:.2f}x" for r, t in zip(ratios, ttfts))
+        print(f"{'':>7} | {'ratio ours/peer':<18} | {med(ratios):>7.2f}x | {med(ttfts):>8.2f}x | (each: {each})")
+    ours_rss = max(rss for _, rss, _ in runs["ours"])
+    peer_rss = max(rss for _, rss, _ in runs["peer"])
+    ours_start = med(start for _, _, start in runs["ours"])
+    peer_start = med(start for _, _, start in runs["peer"])
     print(f"peak RSS: gptoss {ours_rss:.0f} MiB, transformers {peer_rss:.0f} MiB, ratio {ours_rss / peer_rss:.2f}x; "
           f"ready in {ours_start:.1f} s vs {peer_start:.1f} s")
-
 
 if __name__ == "__main__":
     main()

@@ -32,6 +32,10 @@ class BatchState:
         self.mask: torch.Tensor | None = None
         self._new: tuple[list[Any], Any, torch.Tensor] | None = None
         self.fast_step = decode_step_for(model)  # None: every step goes through model(...)
+        # read once: ``model.dtype`` walks the parameters and config reads go through transformers' look-up
+        self._eager = model.config._attn_implementation == "eager"
+        self._dtype = model.dtype
+        self._window = getattr(model.config, "sliding_window", None)
 
     # -- steps ----------------------------------------------------------------------------------------------------
     @property
@@ -109,15 +113,15 @@ class BatchState:
         its layer keeps (full layers: all ``T`` columns; sliding layers: the last ``min(T, window)``), so only
         padding is masked, with the same additive ``finfo.min`` transformers uses; rows without padding need no
         mask at all. Other attention implementations get the 2-D mask and build their own."""
-        if self.model.config._attn_implementation != "eager":
+        if not self._eager:
             return self.mask
         total = self.mask.shape[1]
         if all(r.position + 1 == total for r in self.rows):  # no row is padded
             return {"full_attention": None, "sliding_attention": None}
-        dtype = self.model.dtype
+        dtype = self._dtype
         additive = torch.where(self.mask[:, None, None, :].bool(), torch.zeros((), dtype=dtype, device=self.device),
                                torch.finfo(dtype).min)
-        window = getattr(self.model.config, "sliding_window", None) or total
+        window = self._window or total
         return {"full_attention": additive, "sliding_attention": additive[..., -min(total, window):]}
 
     def drop_finished(self, finished: Callable[[Any], bool]) -> None:
