@@ -74,6 +74,8 @@ FIELDS: tuple[FieldSpec, ...] = (
     _f("serve.device", "str", "auto", "auto, cpu or cuda"),
     _f("serve.dtype", "str", "auto", "auto, bfloat16 or float32"),
     _f("serve.mxfp4", "str", "auto", "MXFP4 experts: auto, native, packed or dequantise"),
+    _f("serve.decode_step", "str", "fast", "decode steps: fast (gpt-oss's short path where it applies) or "
+       "transformers (its forward)"),
     _f("serve.max_model_len", "int", None, "context length limit (default: the model's)"),
     _f("serve.reasoning_effort", "str", "medium", "default reasoning effort: low, medium or high"),
     _f("serve.aliases", "list", [], "extra model names accepted in requests (comma-separated)"),

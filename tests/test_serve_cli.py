@@ -76,6 +76,14 @@ def test_bad_reasoning_effort_is_a_usage_error(model_dest, fake_engine):
     assert r.exit_code == 2 and "--reasoning-effort must be one of low, medium, high" in r.stderr
 
 
+def test_bad_decode_step_is_a_usage_error(model_dest, fake_engine, monkeypatch):
+    r = _run(["serve", str(model_dest), "--decode-step", "turbo", "--skip-verify"])
+    assert r.exit_code == 2 and "--decode-step must be one of fast, transformers" in r.stderr
+    monkeypatch.setenv("GPTOSS_SERVE_DECODE_STEP", "slow")
+    r = _run(["serve", str(model_dest), "--skip-verify"])
+    assert r.exit_code == 2 and "GPTOSS_SERVE_DECODE_STEP" in r.stderr and "fast, transformers" in r.stderr
+
+
 @pytest.mark.parametrize("args, named", [
     (["--port", "70000"], "--port"), (["--port", "65536"], "--port"), (["--port", "-1"], "--port"),
     (["--host", "not a host!"], "--host"), (["--host", ""], "--host"),

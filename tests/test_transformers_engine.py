@@ -75,6 +75,19 @@ def test_greedy_matches_transformers_generate_across_prefill_chunks(engine: Any)
     assert ours == ref
 
 
+def test_decode_step_transformers_keeps_the_transformers_forward_with_the_same_tokens(tiny_dir: Path,
+                                                                                     engine: Any) -> None:
+    slow = TransformersEngine(tiny_dir, device="cpu", dtype="auto", decode_step="transformers")
+    load_engine(slow)
+    try:
+        assert decode_step_for(slow.model) is None and decode_step_for(engine.model) is not None
+        prompt = engine.tokenizer.encode(PROMPT)
+        params = SamplingParams(max_tokens=20, temperature=0.0, stop_token_ids=(-1,))
+        assert collect(slow, prompt, params) == collect(engine, prompt, params)
+    finally:
+        slow.close()
+
+
 def test_max_tokens_and_stop_tokens(engine: Any) -> None:
     prompt = engine.tokenizer.encode(PROMPT)
     free = collect(engine, prompt, SamplingParams(max_tokens=10, temperature=0.0, stop_token_ids=(-1,)))

@@ -54,6 +54,10 @@ def serve(
         autocompletion=offer("gptoss_cli.serve.options:MXFP4_MODES"),
         help="MXFP4 experts: auto, native (triton kernels), packed (pure torch, 4-bit in memory) or "
              "dequantise. (default: auto)")] = None,
+    decode_step: Annotated[Optional[str], typer.Option(
+        autocompletion=offer("gptoss_cli.serve.options:DECODE_STEPS"),
+        help="Decode steps: fast (a shorter path for the stock gpt-oss model, same results) or transformers (its "
+             "forward). (default: fast)")] = None,
     reasoning_effort: Annotated[
         Optional[str], typer.Option(autocompletion=offer("gptoss_cli.serve.options:EFFORTS"),
                                     help="Default reasoning effort: low, medium or high. (default: medium)")
@@ -145,7 +149,7 @@ def serve(
     settings = settings_for(ctx, {
         "serve.host": host, "serve.port": port, "serve.served_model_name": served_model_name,
         "serve.aliases": alias or None, "serve.api_key": api_key, "serve.device": device, "serve.dtype": dtype,
-        "serve.mxfp4": mxfp4,
+        "serve.mxfp4": mxfp4, "serve.decode_step": decode_step,
         "serve.max_model_len": max_model_len, "serve.reasoning_effort": reasoning_effort,
         "serve.current_date": current_date, "serve.max_concurrency": max_concurrency, "serve.max_queue": max_queue,
         "serve.kv_cache_memory": kv_cache_memory, "serve.request_timeout": request_timeout,

@@ -21,6 +21,7 @@ EFFORTS = ("low", "medium", "high")
 LOG_FORMATS = ("text", "json")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 MXFP4_MODES = ("auto", "native", "packed", "dequantise")  # serve/engines/transformers/plan.py
+DECODE_STEPS = ("fast", "transformers")  # serve/engines/transformers/decode_step.py
 MIN_KV_CACHE = 1024**2
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?$")
@@ -186,6 +187,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "device": lambda v: None if _DEVICE.match(str(v)) else "must be auto, cpu, cuda or cuda:N",
     "dtype": _one_of(DTYPES),
     "mxfp4": _one_of(MXFP4_MODES),
+    "decode_step": _one_of(DECODE_STEPS),
     "max_model_len": lambda v: None if v is None else _int_between(2)(v),
     "reasoning_effort": _one_of(EFFORTS),
     "current_date": _date,

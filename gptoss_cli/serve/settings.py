@@ -60,6 +60,7 @@ class ServeSettings:
     device: str = "auto"
     dtype: str = "auto"
     mxfp4: str = "auto"  # auto | native | packed | dequantise (serve/engines/transformers/plan.py)
+    decode_step: str = "fast"  # fast | transformers (serve/engines/transformers/decode_step.py)
     upstream_url: str | None = None
     upstream_api_key: Secret | None = None  # read from the variable --upstream-api-key-env names
     upstream_model: str | None = None

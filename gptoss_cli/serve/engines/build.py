@@ -29,7 +29,8 @@ def transformers_engine(folder: Path, settings: ServeSettings) -> Any:
     from gptoss_cli.serve.engines.transformers.engine import TransformersEngine
 
     return TransformersEngine(folder, device=settings.device, dtype=settings.dtype,
-                              max_model_len=settings.max_model_len, mxfp4=settings.mxfp4)
+                              max_model_len=settings.max_model_len, mxfp4=settings.mxfp4,
+                              decode_step=settings.decode_step)
 
 
 def batched(engine: Any, settings: ServeSettings, hooks: EngineHooks | None = None) -> Any:

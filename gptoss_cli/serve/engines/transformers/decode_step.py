@@ -20,13 +20,13 @@ Results equal transformers' forward to float rounding (tests compare logits and 
 returns None — and the caller keeps ``model(...)`` — unless the model is exactly the eager transformers gpt-oss
 (attention implementation ``eager``, the stock layer, attention, router and norm classes, dense or
 ``PackedExperts`` experts, dynamic cache layers); so native MXFP4 kernels, other architectures and other attention
-implementations never take this path. Set ``GPTOSS_DECODE_STEP=transformers`` to turn it off.
+implementations never take this path. ``gptoss serve --decode-step transformers`` turns it off
+(``keep_transformers_forward``).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Sequence
 
 import torch
@@ -45,8 +45,6 @@ def _name(module: Any) -> str:
 
 def supported(model: Any) -> str | None:
     """Why ``model`` cannot take the fast step (None: it can)."""
-    if os.environ.get("GPTOSS_DECODE_STEP", "").strip().lower() == "transformers":
-        return "GPTOSS_DECODE_STEP=transformers"
     config = getattr(model, "config", None)
     if getattr(config, "model_type", None) != "gpt_oss" or _name(model) != "GptOssForCausalLM":
         return "not a GptOssForCausalLM"
@@ -80,6 +78,13 @@ def decode_step_for(model: Any) -> "DecodeStep | None":
         log.info("decode steps go through the transformers forward (%s)", reason)
     object.__setattr__(model, "_gptoss_decode_step", step)
     return step
+
+
+def keep_transformers_forward(model: Any) -> None:
+    """Every decode step of ``model`` goes through ``model(...)`` (``--decode-step transformers``)."""
+    if getattr(model, "_gptoss_decode_step", False) is False:
+        log.info("decode steps go through the transformers forward (--decode-step transformers)")
+    object.__setattr__(model, "_gptoss_decode_step", None)
 
 
 def _fuse_qkv(attn: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -218,4 +223,4 @@ def _all_experts(experts: Any, h: torch.Tensor, index: torch.Tensor, weights: to
     return (out * route.t().unsqueeze(-1)).sum(dim=0).to(h.dtype)
 
 
-__all__ = ["ALL_EXPERTS_MACS", "DecodeStep", "decode_step_for", "supported"]
+__all__ = ["ALL_EXPERTS_MACS", "DecodeStep", "decode_step_for", "keep_transformers_forward", "supported"]

@@ -127,9 +127,10 @@ class TransformersEngine:
 
     def __init__(
         self, model_dir: Path, *, device: str = "auto", dtype: str = "auto", max_model_len: int | None = None,
-        mxfp4: str = "auto",
+        mxfp4: str = "auto", decode_step: str = "fast",
     ) -> None:
         self.model_dir = Path(model_dir)
+        self.decode_step = decode_step  # fast | transformers (decode_step.py)
         self.requested_mxfp4 = mxfp4
         self.mxfp4: str | None = None  # after load: native | packed | dequantise (None: no MXFP4 experts)
         self.plan: LoadPlan | None = None
@@ -175,6 +176,10 @@ class TransformersEngine:
         from gptoss_cli.serve.engines.transformers.mxfp4 import fold_lm_head
 
         self._model = fold_lm_head(model)
+        if self.decode_step == "transformers":  # every decode step through model(...)
+            from gptoss_cli.serve.engines.transformers.decode_step import keep_transformers_forward
+
+            keep_transformers_forward(self._model)
         self._tune_threads(model)
         import inspect
 
