@@ -132,11 +132,23 @@ def test_models_it_does_not_know_go_through_transformers(model, monkeypatch):
     handle = model.model.layers[1].mlp.register_forward_hook(lambda *a: None)
     assert ds.supported(model) == "the model has forward hooks"
     handle.remove()
+    model.lm_head._hf_hook = object()  # accelerate's dispatch hooks replace forward: they must run
+    assert ds.supported(model) == "the model has forward hooks"
+    del model.lm_head._hf_hook
     model.config._attn_implementation = "sdpa"
     assert ds.supported(model) == "attention implementation is not eager"
     assert ds.decode_step_for(model) is None
     assert BatchState(model).fast_step is None
     model.config._attn_implementation = "eager"
+    import transformers
+
+    class OldCache:  # a transformers whose DynamicCache takes no config: no sliding layers, so no fast step
+        def __init__(self):
+            self.layers = []
+
+    monkeypatch.setattr(transformers, "DynamicCache", OldCache)
+    assert ds.supported(model) == "this transformers' DynamicCache has no per-layer sliding caches"
+    monkeypatch.undo()
     other = tiny_gpt_oss(seed=4)
     other.model.layers[0].mlp.experts.__class__ = type("Mxfp4GptOssExperts", (torch.nn.Module,), {})
     assert ds.supported(other) == "a layer is not the stock transformers gpt-oss layer"

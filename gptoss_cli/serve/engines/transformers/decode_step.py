@@ -36,7 +36,7 @@ ALL_EXPERTS_MACS = 1 << 23  # run every expert on every row while that costs at 
 log = logging.getLogger("gptoss.serve.decode_step")
 _LAYER_CLASSES = {"GptOssDecoderLayer", "GptOssAttention", "GptOssMLP", "GptOssTopKRouter", "GptOssRMSNorm"}
 _EXPERT_CLASSES = {"GptOssExperts", "PackedExperts"}
-_CACHE_LAYERS = {"DynamicLayer", "DynamicSlidingWindowLayer"}
+_CACHE_LAYERS = {"sliding_attention": "DynamicSlidingWindowLayer", "full_attention": "DynamicLayer"}
 
 
 def _name(module: Any) -> str:
@@ -61,8 +61,25 @@ def supported(model: Any) -> str | None:
             return "attention projections are not plain linear layers"
         if attn.q_proj.bias is None or attn.training:
             return "attention without biases (or in training mode)"
-    if any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()):
+    if any(m._forward_hooks or m._forward_pre_hooks or hasattr(m, "_hf_hook") for m in model.modules()):
         return "the model has forward hooks"
+    if len({p.device for p in model.parameters()}) != 1 or next(model.parameters()).device.type == "meta":
+        return "the weights are not all on one device (offloaded or split)"
+    return _cache_layers_differ(config)
+
+
+def _cache_layers_differ(config: Any) -> str | None:
+    """Why this transformers' ``DynamicCache(config=...)`` is not one dynamic layer per decoder layer, sliding
+    layers keeping their window (the step relies on that: no sliding mask without padding)."""
+    from transformers import DynamicCache
+
+    try:
+        layers = DynamicCache(config=config).layers
+    except Exception:  # noqa: BLE001 - an older transformers: no per-layer caches
+        return "this transformers' DynamicCache has no per-layer sliding caches"
+    kinds = list(getattr(config, "layer_types", None) or [])
+    if len(layers) != len(kinds) or any(_CACHE_LAYERS.get(k) != _name(c) for k, c in zip(kinds, layers)):
+        return "this transformers' DynamicCache layers are not the dynamic (sliding) layers the step knows"
     return None
 
 
@@ -135,8 +152,9 @@ class DecodeStep:
                  masks: dict[str, Any] | None) -> torch.Tensor:
         """``ids``/``positions``: ``[rows, 1]``; ``masks``: additive masks by layer type (None: no padding)."""
         layers = cache.layers
-        if len(layers) != len(self.layers) or any(_name(c) not in _CACHE_LAYERS for c in layers):
-            raise TypeError("DecodeStep needs a DynamicCache with one dynamic layer per decoder layer")
+        if len(layers) != len(self.layers) or any(_CACHE_LAYERS.get(k) != _name(c)
+                                                  for k, c in zip(self.layer_types, layers)):
+            raise TypeError("DecodeStep needs a DynamicCache with one dynamic (sliding) layer per decoder layer")
         x = self.embed(ids)
         cos, sin = self.rotary(x, positions)
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
