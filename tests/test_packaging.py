@@ -25,6 +25,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from gptoss_cli import __version__
+from gptoss_cli.bundle import untar
 from gptoss_cli.extras import TORCH_VERSION
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,8 +154,7 @@ def test_demo_model_ships_in_wheel_and_sdist(wheel_files, sdist_names):
 
 def test_sdist_tests_run_from_the_unpacked_sdist(dists, tmp_path):
     """The sdist is a source release: its own tests (fixtures, scripts, README checks) pass from it alone."""
-    with tarfile.open(dists["sdist"]) as tf:
-        tf.extractall(tmp_path, filter="data")
+    untar.extract(dists["sdist"], tmp_path)  # any Python 3.11 (tarfile's data filter needs 3.11.4)
     root = tmp_path / f"gptoss_cli-{__version__}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",

@@ -1,8 +1,8 @@
 """``bundle install``: check a bundle (folder or tar) against its manifest, then install it offline.
 
 The work is done by :mod:`gptoss_cli.bundle.standalone` — the same code the bundle's ``install.sh`` runs — so the
-two ways of installing cannot drift apart. This module adds what gptoss has around it: tar bundles (unpacked with
-tarfile's ``data`` filter into a temporary folder beside DEST, removed afterwards), an optional check of the
+two ways of installing cannot drift apart. This module adds what gptoss has around it: tar bundles (every member checked
+first, ``untar.py``, then unpacked into a temporary folder beside DEST, removed afterwards), an optional check of the
 manifest's own SHA-256 (carried by a second channel), gptoss's exception tree and a frozen result.
 
 ``gptoss up --bundle`` calls :func:`install_bundle` too.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from gptoss_cli.bundle import standalone
+from gptoss_cli.bundle import standalone, untar
 from gptoss_cli.errors import CheckFailed, CouldNotRun, UsageError
 
 Log = Callable[[str], None]
@@ -47,15 +47,13 @@ def opened(bundle: Path, near: Path) -> Iterator[Path]:
         return
     if not bundle.is_file():
         raise UsageError(f"{bundle}: no such bundle (a folder or a .tar made by `gptoss bundle create`)")
-    if not hasattr(tarfile, "data_filter"):  # Python < 3.11.4: no safe extraction filter
-        raise CouldNotRun(f"this Python cannot unpack {bundle} safely (needs 3.11.4+)",
-                          hint="unpack it with tar yourself and install the folder")
     near.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".gptoss-bundle-", dir=near))
     try:
         try:
-            with tarfile.open(bundle) as tar:
-                tar.extractall(tmp, filter="data")  # no absolute paths, no `..`, no links out, no devices
+            untar.extract(bundle, tmp)  # no absolute paths, no `..`, no links out, no devices
+        except untar.UnsafeMember as exc:
+            raise CheckFailed(f"{bundle} is refused: {exc}; nothing was installed") from None
         except (tarfile.TarError, OSError) as exc:
             raise CheckFailed(f"{bundle} cannot be unpacked: {exc}") from None
         tops = list(tmp.iterdir())
