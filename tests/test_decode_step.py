@@ -96,6 +96,18 @@ def test_large_batches_call_the_experts_module_and_agree(model, monkeypatch):
         torch.testing.assert_close(b, c, rtol=1e-4, atol=1e-5)
 
 
+def test_large_layers_keep_their_three_projections_and_agree(model, monkeypatch):
+    monkeypatch.setattr(ds, "FUSE_QKV_BYTES", 0)
+    q = model.model.layers[0].self_attn.q_proj.weight
+    storage = q.untyped_storage().data_ptr()
+    theirs = _steps(model, ROWS, None, count=4)
+    ours = _steps(model, ROWS, ds.decode_step_for(model), count=4)
+    assert all(layer.wqkv is None for layer in ds.decode_step_for(model).layers)
+    assert model.model.layers[0].self_attn.q_proj.weight.untyped_storage().data_ptr() == storage  # not copied
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_the_models_own_forward_is_unchanged_by_fusing_qkv(model):
     ids = torch.tensor([[3, 4, 5, 6, 7]])
     with torch.inference_mode():

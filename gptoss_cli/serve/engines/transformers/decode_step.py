@@ -7,8 +7,9 @@ for every query group, the experts dispatch (one-hot routing masks, a sort and a
 projections where one does. ``DecodeStep`` runs the same computation — the same modules' weights, the same
 rotary embedding module, the same cache layers (``layer.update``), the same sinks softmax — in fewer operators:
 
-- q, k and v are one matrix product: the three weights become views of one ``[q; k; v]`` matrix (no extra memory;
-  the model's own forward keeps working on the views),
+- q, k and v are one matrix product: the three weights become views of one ``[q; k; v]`` matrix (no extra memory
+  kept; the model's own forward keeps working on the views) — for layers up to ``FUSE_QKV_BYTES``; larger ones keep
+  their three products,
 - grouped-query attention multiplies each key/value head with its query group directly (no repeated keys),
 - a small model's experts run on every row as two batched products and each row keeps its own experts' outputs
   (only while that costs little: ``ALL_EXPERTS_MACS``); larger models and batches, packed MXFP4 experts and any other
@@ -33,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 ALL_EXPERTS_MACS = 1 << 23  # run every expert on every row while that costs at most this many multiply-adds
+FUSE_QKV_BYTES = 8 << 20  # one [q; k; v] matrix per layer up to this size (a copy: the originals may be mmapped pages)
 log = logging.getLogger("gptoss.serve.decode_step")
 _LAYER_CLASSES = {"GptOssDecoderLayer", "GptOssAttention", "GptOssMLP", "GptOssTopKRouter", "GptOssRMSNorm"}
 _EXPERT_CLASSES = {"GptOssExperts", "PackedExperts"}
@@ -125,7 +127,11 @@ class _Layer:
     def __init__(self, layer: Any) -> None:
         attn, mlp = layer.self_attn, layer.mlp
         self.ln1, self.ln2 = layer.input_layernorm, layer.post_attention_layernorm
-        self.wqkv, self.bqkv = _fuse_qkv(attn)
+        size = sum(p.weight.numel() * p.weight.element_size() for p in (attn.q_proj, attn.k_proj, attn.v_proj))
+        # small layers: one product instead of three; large ones keep theirs (the arithmetic dominates there, and a
+        # fused copy of every layer's weights would cost memory while the pages it replaced may stay resident)
+        self.wqkv, self.bqkv = _fuse_qkv(attn) if size <= FUSE_QKV_BYTES else (None, None)
+        self.q_proj, self.k_proj, self.v_proj = attn.q_proj, attn.k_proj, attn.v_proj
         self.nq, self.nk = attn.q_proj.weight.shape[0], attn.k_proj.weight.shape[0]
         self.o_proj = attn.o_proj
         self.head_dim, self.groups, self.scaling = attn.head_dim, attn.num_key_value_groups, attn.scaling
@@ -177,10 +183,12 @@ class DecodeStep:
     def _attention(p: _Layer, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv: Any,
                    mask: torch.Tensor | None) -> torch.Tensor:
         rows, d = h.shape[0], p.head_dim
-        qkv = F.linear(h, p.wqkv, p.bqkv)  # [rows, 1, (heads + 2 kv heads) * d]
-        q = qkv[..., :p.nq].view(rows, 1, -1, d).transpose(1, 2)
-        k = qkv[..., p.nq:p.nq + p.nk].view(rows, 1, -1, d).transpose(1, 2)
-        v = qkv[..., p.nq + p.nk:].view(rows, 1, -1, d).transpose(1, 2)
+        if p.wqkv is not None:
+            qkv = F.linear(h, p.wqkv, p.bqkv)  # [rows, 1, (heads + 2 kv heads) * d]
+            q, k, v = qkv[..., :p.nq], qkv[..., p.nq:p.nq + p.nk], qkv[..., p.nq + p.nk:]
+        else:
+            q, k, v = (F.linear(h, m.weight, m.bias) for m in (p.q_proj, p.k_proj, p.v_proj))
+        q, k, v = (t.reshape(rows, 1, -1, d).transpose(1, 2) for t in (q, k, v))
         q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
         keys, values = kv.update(k, v)  # [rows, kv heads, T, d]
         kv_heads = keys.shape[1]
@@ -241,4 +249,4 @@ def _all_experts(experts: Any, h: torch.Tensor, index: torch.Tensor, weights: to
     return (out * route.t().unsqueeze(-1)).sum(dim=0).to(h.dtype)
 
 
-__all__ = ["ALL_EXPERTS_MACS", "DecodeStep", "decode_step_for", "keep_transformers_forward", "supported"]
+__all__ = ["ALL_EXPERTS_MACS", "FUSE_QKV_BYTES", "DecodeStep", "decode_step_for", "keep_transformers_forward", "supported"]
