@@ -164,3 +164,19 @@ def test_models_it_does_not_know_go_through_transformers(model, monkeypatch):
     other = tiny_gpt_oss(seed=4)
     other.model.layers[0].mlp.experts.__class__ = type("Mxfp4GptOssExperts", (torch.nn.Module,), {})
     assert ds.supported(other) == "a layer is not the stock transformers gpt-oss layer"
+
+
+def test_the_step_keeps_no_cycle_back_to_the_model():
+    """The step hangs off the model; it must not point back at it, or a closed engine's weights wait for the GC."""
+    import gc
+    import weakref
+
+    model = tiny_gpt_oss(seed=4)
+    assert ds.decode_step_for(model) is not None
+    ref = weakref.ref(model)
+    gc.disable()
+    try:
+        del model
+        assert ref() is None  # freed by reference counting alone
+    finally:
+        gc.enable()

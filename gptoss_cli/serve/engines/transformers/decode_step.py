@@ -146,7 +146,6 @@ class DecodeStep:
 
     def __init__(self, model: Any) -> None:
         inner = model.model
-        self.model = model
         self.embed = inner.embed_tokens
         self.rotary = inner.rotary_emb
         self.norm = inner.norm
