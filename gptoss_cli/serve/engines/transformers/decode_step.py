@@ -155,11 +155,10 @@ class DecodeStep:
 
     def __call__(self, ids: torch.Tensor, positions: torch.Tensor, cache: Any,
                  masks: dict[str, Any] | None) -> torch.Tensor:
-        """``ids``/``positions``: ``[rows, 1]``; ``masks``: additive masks by layer type (None: no padding)."""
+        """``ids``/``positions``: ``[rows, 1]``; ``masks``: additive masks by layer type (None: no padding);
+        ``cache``: a ``DynamicCache(config=model.config)`` (``supported`` checked once that it has the layers this
+        step relies on)."""
         layers = cache.layers
-        if len(layers) != len(self.layers) or any(_CACHE_LAYERS.get(k) != _name(c)
-                                                  for k, c in zip(self.layer_types, layers)):
-            raise TypeError("DecodeStep needs a DynamicCache with one dynamic (sliding) layer per decoder layer")
         x = self.embed(ids)
         cos, sin = self.rotary(x, positions)
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)

@@ -144,6 +144,7 @@ class TransformersEngine:
         self.device = "cpu"
         self.dtype = "float32"
         self._model: Any = None
+        self._step: Any = None  # the DecodeStep of the loaded model (decode_step.py), None: model(...)
         self._torch: Any = None
         self._cache_kwarg = "cache"
         self._executor: ThreadPoolExecutor | None = None
@@ -176,10 +177,11 @@ class TransformersEngine:
         from gptoss_cli.serve.engines.transformers.mxfp4 import fold_lm_head
 
         self._model = fold_lm_head(model)
-        if self.decode_step == "transformers":  # every decode step through model(...)
-            from gptoss_cli.serve.engines.transformers.decode_step import keep_transformers_forward
+        from gptoss_cli.serve.engines.transformers.decode_step import decode_step_for, keep_transformers_forward
 
+        if self.decode_step == "transformers":  # every decode step through model(...), the batch's too
             keep_transformers_forward(self._model)
+        self._step = decode_step_for(self._model)
         self._tune_threads(model)
         import inspect
 
@@ -284,7 +286,7 @@ class TransformersEngine:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
-        self._model = None
+        self._model = self._step = None
         self._release_cuda()
 
     def _release_cuda(self) -> None:
@@ -372,9 +374,7 @@ class TransformersEngine:
 
     def _decode_step(self, seq: _Sequence, token: int) -> None:
         """Feed one sampled token; afterwards ``seq.logits`` predicts the next one."""
-        from gptoss_cli.serve.engines.transformers.decode_step import decode_step_for
-
-        step = decode_step_for(self._model)
+        step = self._step
         seq.logits = self._forward([token], seq.cache) if step is None else step.one(token, seq.length, seq.cache)
         seq.length += 1
 
