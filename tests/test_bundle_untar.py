@@ -80,3 +80,18 @@ def test_unsafe_members_refuse_the_whole_archive_before_anything_is_written(tmp_
     with pytest.raises(untar.UnsafeMember, match=says):
         untar.extract(archive, dest)
     assert list(dest.iterdir()) == [] and not (tmp_path / "escape.txt").exists()
+
+
+def test_bundle_install_refuses_an_unsafe_tar_with_one_line_and_exit_1(tmp_path, filter_mode):
+    from typer.testing import CliRunner
+
+    from gptoss_cli.cli import app
+
+    archive = _tar(tmp_path / "bad.tar", [_file("b/manifest.json", b"{}"), _file("b/../../escape.txt")])
+    target = tmp_path / "srv" / "gpt-oss"
+    res = CliRunner().invoke(app, ["bundle", "install", str(archive), "--dest", str(target), "--no-pip"])
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.exit_code == 1 and len(lines) == 1, res.output
+    assert "refused" in lines[0] and "escape.txt" in lines[0] and "nothing was installed" in lines[0]
+    assert not target.exists() and not (tmp_path / "escape.txt").exists()
+    assert not [p for p in (tmp_path / "srv").glob(".gptoss-bundle-*")]  # the temporary folder is gone
